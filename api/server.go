@@ -1,0 +1,97 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Backend is what the API serves. Services add optional capabilities as
+// their own interfaces, which the server type-asserts when it registers
+// their routes, so this interface stays small.
+type Backend interface {
+	Status(ctx context.Context) (Status, error)
+}
+
+// Server is the REST API's HTTP handler.
+type Server struct {
+	backend Backend
+	token   string
+	mux     *http.ServeMux
+}
+
+// NewServer returns the API handler. Every route requires the bearer
+// token; writes and websocket upgrades must come from the same origin.
+func NewServer(b Backend, token string) *Server {
+	s := &Server{backend: b, token: token, mux: http.NewServeMux()}
+	s.handle("GET /status", func(r *http.Request) (any, error) { return b.Status(r.Context()) })
+	// Routes of later services register here, each behind its own optional
+	// backend interface.
+	s.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
+	})
+	return s
+}
+
+// handle registers a route whose handler returns a value to encode as JSON.
+func (s *Server) handle(pattern string, h func(*http.Request) (any, error)) {
+	method, path, _ := strings.Cut(pattern, " ")
+	s.mux.HandleFunc(method+" "+Prefix+path, func(w http.ResponseWriter, r *http.Request) {
+		v, err := h(r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+		}
+		json.NewEncoder(w).Encode(v)
+	})
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.authorize(r); err != nil {
+		writeError(w, err)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) authorize(r *http.Request) error {
+	if !isSafeMethod(r.Method) || r.Header.Get("Upgrade") != "" {
+		if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+			return fmt.Errorf("%w: cross-origin request from %s refused", ErrForbidden, o)
+		}
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+		return fmt.Errorf("%w: missing or wrong API token (the CLI reads it from the data dir's api-token file; send it as `Authorization: Bearer <token>`)", ErrUnauthorized)
+	}
+	return nil
+}
+
+func isSafeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+func sameOrigin(origin, host string) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == host
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code, status := statusOf(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError && errors.Is(err, context.Canceled) {
+		msg = "request canceled"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(ErrorBody{Code: code, Message: msg})
+}

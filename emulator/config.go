@@ -1,0 +1,54 @@
+// Package emulator owns the data dir and the life of `malocal up`: it binds
+// the listeners of the API, the S3 API and the registry, serves them until
+// the context ends, and shuts them down gracefully.
+package emulator
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Default listen addresses: loopback only.
+const (
+	DefaultAPIAddr      = "127.0.0.1:7080"
+	DefaultS3Addr       = "127.0.0.1:7081"
+	DefaultRegistryAddr = "127.0.0.1:7082"
+)
+
+// Config is what `malocal up` needs.
+type Config struct {
+	DataDir         string
+	APIAddr         string
+	S3Addr          string
+	RegistryAddr    string
+	ShutdownTimeout time.Duration
+	Version         string
+	Logger          *slog.Logger
+
+	// handlers replaces a service's handler by name; tests use it to serve
+	// slow requests during shutdown.
+	handlers map[string]http.Handler
+}
+
+func (c *Config) defaults() {
+	if c.APIAddr == "" {
+		c.APIAddr = DefaultAPIAddr
+	}
+	if c.S3Addr == "" {
+		c.S3Addr = DefaultS3Addr
+	}
+	if c.RegistryAddr == "" {
+		c.RegistryAddr = DefaultRegistryAddr
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+}

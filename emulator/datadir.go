@@ -1,0 +1,216 @@
+package emulator
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// LayoutVersion is the version of the data dir layout this build writes.
+// A later layout bumps it and migrates older dirs in EnsureDataDir.
+const LayoutVersion = 1
+
+// Names of the files and folders in the data dir.
+const (
+	layoutFile      = "layout-version"
+	credentialsFile = "credentials.json"
+	tokenFile       = "api-token"
+	lockFile        = "malocal.lock"
+	// ObjectsDir holds the object store: buckets as folders, objects as files.
+	ObjectsDir = "objects"
+	// RegistryDir holds registry blobs, manifests and tags.
+	RegistryDir = "registry"
+)
+
+// Credentials are the S3 keys of the emulator's object store.
+type Credentials struct {
+	AccessKey string `json:"access_key"`
+	SecretKey string `json:"secret_key"`
+	Region    string `json:"region"`
+}
+
+// DefaultRegion is the region the object store reports and signs with.
+const DefaultRegion = "cn-north-4"
+
+// DefaultDataDir is $XDG_DATA_HOME/malocal, else ~/.local/share/malocal.
+func DefaultDataDir() (string, error) {
+	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
+		return filepath.Join(x, "malocal"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("finding the home directory for the default data dir (set --data-dir): %w", err)
+	}
+	return filepath.Join(home, ".local", "share", "malocal"), nil
+}
+
+// DataDir is an initialised data dir.
+type DataDir struct {
+	Path string
+}
+
+// EnsureDataDir creates the data dir (mode 0700) with its layout version,
+// S3 credentials and API token, or checks an existing one. It is idempotent.
+func EnsureDataDir(path string) (*DataDir, error) {
+	if path == "" {
+		return nil, errors.New("data dir path is empty")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolving data dir %q: %w", path, err)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data dir %s: %w", abs, err)
+	}
+	d := &DataDir{Path: abs}
+	if err := d.checkLayout(); err != nil {
+		return nil, err
+	}
+	if _, err := d.Credentials(); errors.Is(err, os.ErrNotExist) {
+		c := Credentials{AccessKey: "MA" + strings.ToUpper(randomHex(9)), SecretKey: randomHex(20), Region: DefaultRegion}
+		if err := writeJSON(filepath.Join(abs, credentialsFile), c, 0o600); err != nil {
+			return nil, fmt.Errorf("storing S3 credentials: %w", err)
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	if _, err := d.Token(); errors.Is(err, os.ErrNotExist) {
+		if err := WriteFileAtomic(filepath.Join(abs, tokenFile), []byte(randomHex(24)+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("storing API token: %w", err)
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// OpenDataDir opens an existing data dir without creating anything; client
+// commands use it so a typo in --data-dir does not create a new empty dir.
+func OpenDataDir(path string) (*DataDir, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolving data dir %q: %w", path, err)
+	}
+	if _, err := os.Stat(filepath.Join(abs, layoutFile)); err != nil {
+		return nil, fmt.Errorf("%s is not a malocal data dir (run `malocal up --data-dir %s` first, or pass the right --data-dir): %w", abs, abs, err)
+	}
+	return &DataDir{Path: abs}, nil
+}
+
+func (d *DataDir) checkLayout() error {
+	p := filepath.Join(d.Path, layoutFile)
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		entries, rerr := os.ReadDir(d.Path)
+		if rerr != nil {
+			return fmt.Errorf("reading data dir: %w", rerr)
+		}
+		if len(entries) > 0 {
+			return fmt.Errorf("%s is not empty and has no %s: refusing to use it as a malocal data dir; pick an empty or new --data-dir", d.Path, layoutFile)
+		}
+		return WriteFileAtomic(p, []byte(strconv.Itoa(LayoutVersion)+"\n"), 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("reading data dir layout version: %w", err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("data dir %s: %s holds %q, not a number", d.Path, layoutFile, strings.TrimSpace(string(b)))
+	}
+	if v > LayoutVersion {
+		return fmt.Errorf("data dir %s has layout version %d, newer than this malocal understands (%d): upgrade malocal", d.Path, v, LayoutVersion)
+	}
+	return nil
+}
+
+// Credentials reads the stored S3 credentials.
+func (d *DataDir) Credentials() (Credentials, error) {
+	var c Credentials
+	b, err := os.ReadFile(filepath.Join(d.Path, credentialsFile))
+	if err != nil {
+		return c, fmt.Errorf("reading S3 credentials: %w", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("parsing %s: %w", filepath.Join(d.Path, credentialsFile), err)
+	}
+	return c, nil
+}
+
+// Token reads the API bearer token.
+func (d *DataDir) Token() (string, error) {
+	b, err := os.ReadFile(filepath.Join(d.Path, tokenFile))
+	if err != nil {
+		return "", fmt.Errorf("reading API token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Sub returns the path of a folder of the data dir.
+func (d *DataDir) Sub(name string) string { return filepath.Join(d.Path, name) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		// crypto/rand never fails on Linux; a failure means the system is broken.
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b)
+}
+
+func writeJSON(path string, v any, mode os.FileMode) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(path, append(b, '\n'), mode)
+}
+
+// WriteFileAtomic writes data to path so that readers see the old content
+// or the new, never a part: temp file, fsync, rename, fsync of the dir.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("creating temp file in %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", f.Name(), err)
+	}
+	if _, err = f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", f.Name(), err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("closing %s: %w", f.Name(), err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("renaming into %s: %w", path, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s to sync: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing dir %s: %w", dir, err)
+	}
+	return nil
+}

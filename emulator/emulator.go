@@ -1,0 +1,213 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/malocal/malocal/api"
+)
+
+// service is one listener of the emulator.
+type service struct {
+	name    string // "api", "s3", "registry"
+	title   string // for people: "API and console"
+	flag    string // the flag that changes its address
+	env     string // the environment variable that does
+	addr    string
+	handler http.Handler
+	ready   bool   // false while the handler is a "not available yet" answer
+	note    string // why it is not ready
+	ln      net.Listener
+	srv     *http.Server
+}
+
+func (s *service) url() string { return "http://" + s.ln.Addr().String() }
+
+// Emulator is a running `malocal up`.
+type Emulator struct {
+	cfg      Config
+	dd       *DataDir
+	lock     *Lock
+	log      *slog.Logger
+	started  time.Time
+	services []*service
+	errc     chan error
+	closeMu  sync.Mutex
+	closed   bool
+}
+
+// Start takes the data dir, binds every listener and starts serving. Any
+// failure undoes what was done, so a refused start leaves nothing behind.
+func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
+	cfg.defaults()
+	dd, err := EnsureDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := LockDataDir(dd)
+	if err != nil {
+		return nil, err
+	}
+	e := &Emulator{cfg: cfg, dd: dd, lock: lock, log: cfg.Logger, started: time.Now().UTC(), errc: make(chan error, 4)}
+	defer func() {
+		if err != nil {
+			e.closeListeners()
+			lock.Close()
+		}
+	}()
+	token, err := dd.Token()
+	if err != nil {
+		return nil, err
+	}
+	e.services = []*service{
+		{name: "api", title: "API and console", flag: "--api-addr", env: "MALOCAL_API_ADDR", addr: cfg.APIAddr,
+			handler: api.NewServer(e, token), ready: true},
+		{name: "s3", title: "S3 API (object store)", flag: "--s3-addr", env: "MALOCAL_S3_ADDR", addr: cfg.S3Addr,
+			handler: notAvailableS3(), note: "the object store is not available yet in this build"},
+		{name: "registry", title: "registry", flag: "--registry-addr", env: "MALOCAL_REGISTRY_ADDR", addr: cfg.RegistryAddr,
+			handler: notAvailableRegistry(), note: "the registry is not available yet in this build"},
+	}
+	for _, s := range e.services {
+		if h, ok := cfg.handlers[s.name]; ok {
+			s.handler, s.ready, s.note = h, true, ""
+		}
+		if err := e.listen(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	if err := dd.WriteRuntime(e.runtime()); err != nil {
+		return nil, fmt.Errorf("recording runtime info: %w", err)
+	}
+	for _, s := range e.services {
+		s.srv = &http.Server{
+			Handler:           logRequests(e.log, s.name, s.handler),
+			ReadHeaderTimeout: 30 * time.Second,
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
+		go func(s *service) {
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				e.errc <- fmt.Errorf("%s on %s: %w", s.title, s.ln.Addr(), err)
+			}
+		}(s)
+		msg := "listening"
+		if !s.ready {
+			msg = "listening (not available yet)"
+		}
+		e.log.Info(msg, "service", s.name, "url", s.url())
+		if !isLoopback(s.ln.Addr()) {
+			e.log.Warn("listening beyond loopback: anyone who can reach this address can use the service", "service", s.name, "addr", s.ln.Addr().String())
+		}
+	}
+	return e, nil
+}
+
+func (e *Emulator) listen(ctx context.Context, s *service) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("the %s address %s is already in use: pick another with %s or %s", s.title, s.addr, s.flag, s.env)
+		}
+		return fmt.Errorf("listening for the %s on %s (change it with %s or %s): %w", s.title, s.addr, s.flag, s.env, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+func (e *Emulator) runtime() Runtime {
+	r := Runtime{PID: os.Getpid(), Started: e.started, Version: e.cfg.Version}
+	for _, s := range e.services {
+		switch s.name {
+		case "api":
+			r.API = s.ln.Addr().String()
+		case "s3":
+			r.S3 = s.ln.Addr().String()
+		case "registry":
+			r.Registry = s.ln.Addr().String()
+		}
+	}
+	return r
+}
+
+// Runtime returns the addresses the emulator listens on.
+func (e *Emulator) Runtime() Runtime { return e.runtime() }
+
+// DataDir returns the emulator's data dir.
+func (e *Emulator) DataDir() *DataDir { return e.dd }
+
+// Status implements api.Backend.
+func (e *Emulator) Status(context.Context) (api.Status, error) {
+	st := api.Status{Version: e.cfg.Version, DataDir: e.dd.Path, PID: os.Getpid(), Started: e.started}
+	for _, s := range e.services {
+		st.Services = append(st.Services, api.ServiceStatus{
+			Name: s.name, Address: s.ln.Addr().String(), URL: s.url(), Ready: s.ready, Message: s.note,
+		})
+	}
+	return st, nil
+}
+
+// Wait serves until ctx ends or a listener fails, then shuts down.
+func (e *Emulator) Wait(ctx context.Context) error {
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		e.log.Info("shutting down", "deadline", e.cfg.ShutdownTimeout.String())
+	case serveErr = <-e.errc:
+		e.log.Error("listener failed, shutting down", "err", serveErr)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := e.Shutdown(sctx); err != nil {
+		e.log.Warn("in-flight requests cut at the shutdown deadline", "err", err)
+	}
+	return serveErr
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
+// then closes what is left and releases the data dir.
+func (e *Emulator) Shutdown(ctx context.Context) error {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	e.dd.removeRuntime()
+	var wg sync.WaitGroup
+	errs := make([]error, len(e.services))
+	for i, s := range e.services {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Shutdown(ctx); err != nil {
+				s.srv.Close()
+				errs[i] = fmt.Errorf("%s: %w", s.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	e.lock.Close()
+	e.log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func (e *Emulator) closeListeners() {
+	for _, s := range e.services {
+		if s.ln != nil {
+			s.ln.Close()
+		}
+	}
+}
