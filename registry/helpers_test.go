@@ -1,0 +1,52 @@
+package registry
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// needTool returns the path of an external tool a test needs: under CI a
+// missing tool fails the test, elsewhere it skips with the reason.
+func needTool(t *testing.T, name, path string) string {
+	t.Helper()
+	if path == "" {
+		p, err := exec.LookPath(name)
+		if err == nil {
+			return p
+		}
+	} else if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is required under CI=true and was not found", name)
+	}
+	t.Skipf("%s not installed (see .ci/run for how CI installs it)", name)
+	return ""
+}
+
+// serveTCP serves h on a real loopback port (external clients need one)
+// and returns "127.0.0.1:port".
+func serveTCP(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func newTestRegistry(t *testing.T, root string, opts ...Option) *Registry {
+	t.Helper()
+	r, err := New(root, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
