@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine. Idempotent: it
+# installs only what is missing, so a second run is quick.
+set -euo pipefail
+
+# Debian packages the tests use (real clients and tools, never mocks).
+pkgs=(
+  ca-certificates git make
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || { echo "Go 1.26 is required (https://go.dev/doc/install)" >&2; exit 1; }
+command -v docker >/dev/null || { echo "Docker is required: install the Docker engine and start it" >&2; exit 1; }
+docker info --format 'docker engine {{.ServerVersion}}' || { echo "the Docker engine is not reachable: start it (systemctl start docker)" >&2; exit 1; }
+
+go mod download

@@ -1,0 +1,31 @@
+# malocal developer workflow. `make help` lists the targets.
+GO      ?= go
+BIN     ?= bin/malocal
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/malocal/malocal/cli.version=$(VERSION)
+
+.PHONY: help build up test unit lint bench
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build the static binary into bin/malocal
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+up: build ## build and start the emulator on the default data dir
+	$(BIN) up
+
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+test: ## install what the tests need, lint, then run every test (Docker required)
+	bash .ci/install.sh
+	$(MAKE) lint
+	CGO_ENABLED=1 $(GO) test -race -timeout 80m ./...
+
+unit: ## quick tests: no e2e, no Docker
+	$(GO) test -race -short $$($(GO) list ./... | grep -v /e2e)
+
+bench: ## run the benchmarks (see bench/README.md)
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/...
