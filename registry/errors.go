@@ -17,6 +17,12 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.code + ": " + e.message }
 
+// Is matches any apiError of the same class, whatever its message.
+func (e *apiError) Is(target error) bool {
+	t, ok := target.(*apiError)
+	return ok && t.code == e.code && t.status == e.status
+}
+
 var (
 	errBlobUnknown         = &apiError{http.StatusNotFound, "BLOB_UNKNOWN", "blob unknown to registry"}
 	errBlobUploadUnknown   = &apiError{http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"}
