@@ -1,0 +1,410 @@
+package fakeobs
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+)
+
+// A multipart upload lives in .uploads/<id>/: upload.json names its bucket,
+// key and metadata; each part is a file "p<number>-<md5hex>", renamed into
+// place only when whole, so parts survive a restart and a part's ETag can
+// never disagree with its bytes.
+
+type uploadFile struct {
+	Bucket    string            `json:"bucket"`
+	Key       string            `json:"key"`
+	Meta      map[string]string `json:"meta,omitempty"`
+	Initiated time.Time         `json:"initiated"`
+}
+
+type partFile struct {
+	number int
+	etag   string
+	size   int64
+	mod    time.Time
+	name   string
+}
+
+func uploadPath(id gofakes3.UploadID) string { return path.Join(uploadsDir, string(id)) }
+
+func validUploadID(id gofakes3.UploadID) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(string(id))
+	return err == nil
+}
+
+func (b *backend) CreateMultipartUpload(bucket, key string, meta map[string]string) (gofakes3.UploadID, error) {
+	if err := b.requireBucket(bucket); err != nil {
+		return "", err
+	}
+	if err := checkKey(key); err != nil {
+		return "", err
+	}
+	id := gofakes3.UploadID(randomName())
+	if err := b.root.Mkdir(uploadPath(id), 0o700); err != nil {
+		return "", diskError("create upload dir", err)
+	}
+	raw, _ := json.Marshal(uploadFile{Bucket: bucket, Key: key, Meta: storedMeta(meta), Initiated: b.now().UTC()})
+	if err := b.writeFileAtomic(path.Join(uploadPath(id), "upload.json"), raw); err != nil {
+		b.root.RemoveAll(uploadPath(id))
+		return "", diskError("write upload", err)
+	}
+	return id, nil
+}
+
+func (b *backend) loadUpload(bucket, key string, id gofakes3.UploadID) (*uploadFile, error) {
+	if !validUploadID(id) {
+		return nil, gofakes3.ErrNoSuchUpload
+	}
+	raw, err := b.root.ReadFile(path.Join(uploadPath(id), "upload.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, gofakes3.ErrNoSuchUpload
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fakeobs: read upload %s: %w", id, err)
+	}
+	var u uploadFile
+	if err := json.Unmarshal(raw, &u); err != nil {
+		return nil, fmt.Errorf("fakeobs: parse upload %s: %w", id, err)
+	}
+	if u.Bucket != bucket || u.Key != key {
+		return nil, gofakes3.ErrNoSuchUpload
+	}
+	return &u, nil
+}
+
+// parts lists the upload's parts by number; if a crash left two files for
+// one number, the newer wins.
+func (b *backend) parts(id gofakes3.UploadID) (map[int]partFile, error) {
+	des, err := fs.ReadDir(b.root.FS(), uploadPath(id))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, gofakes3.ErrNoSuchUpload
+		}
+		return nil, fmt.Errorf("fakeobs: list parts of %s: %w", id, err)
+	}
+	out := map[int]partFile{}
+	for _, d := range des {
+		num, etag, ok := parsePartName(d.Name())
+		if !ok {
+			continue
+		}
+		fi, err := d.Info()
+		if err != nil {
+			continue
+		}
+		p := partFile{number: num, etag: etag, size: fi.Size(), mod: fi.ModTime(), name: d.Name()}
+		if old, ok := out[num]; !ok || p.mod.After(old.mod) {
+			out[num] = p
+		}
+	}
+	return out, nil
+}
+
+func partName(num int, etag string) string { return fmt.Sprintf("p%05d-%s", num, etag) }
+
+func parsePartName(name string) (int, string, bool) {
+	if !strings.HasPrefix(name, "p") {
+		return 0, "", false
+	}
+	num, etag, ok := strings.Cut(name[1:], "-")
+	if !ok || len(etag) != 32 {
+		return 0, "", false
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil || n < 1 || n > gofakes3.MaxUploadPartNumber {
+		return 0, "", false
+	}
+	return n, etag, true
+}
+
+func (b *backend) UploadPart(bucket, key string, id gofakes3.UploadID, partNumber int, contentLength int64, input io.Reader) (string, error) {
+	if _, err := b.loadUpload(bucket, key, id); err != nil {
+		return "", err
+	}
+	if partNumber < 1 || partNumber > gofakes3.MaxUploadPartNumber {
+		return "", gofakes3.ErrInvalidPart
+	}
+	t, sum, err := b.spool(input, contentLength)
+	if err != nil {
+		return "", err
+	}
+	defer t.discard()
+	return b.putPart(id, partNumber, t, hex.EncodeToString(sum))
+}
+
+func (b *backend) putPart(id gofakes3.UploadID, partNumber int, t *tempFile, etag string) (string, error) {
+	if _, _, err := t.finish(); err != nil {
+		return "", diskError("finish part", err)
+	}
+	unlock := b.keys.lock("upload/" + string(id))
+	defer unlock()
+	old, err := b.parts(id)
+	if err != nil {
+		return "", err // aborted meanwhile
+	}
+	name := partName(partNumber, etag)
+	if err := b.root.Rename(t.name, path.Join(uploadPath(id), name)); err != nil {
+		return "", diskError("rename part into place", err)
+	}
+	t.done = true
+	if err := b.syncDir(uploadPath(id)); err != nil {
+		return "", err
+	}
+	if p, ok := old[partNumber]; ok && p.name != name {
+		if err := b.root.Remove(path.Join(uploadPath(id), p.name)); err != nil {
+			b.log.Warn("fakeobs: remove replaced part", "upload", id, "part", p.name, "err", err)
+		}
+	}
+	return `"` + etag + `"`, nil
+}
+
+func (b *backend) ListParts(bucket, key string, id gofakes3.UploadID, marker int, limit int64) (*gofakes3.ListMultipartUploadPartsResult, error) {
+	if _, err := b.loadUpload(bucket, key, id); err != nil {
+		return nil, err
+	}
+	ps, err := b.parts(id)
+	if err != nil {
+		return nil, err
+	}
+	nums := make([]int, 0, len(ps))
+	for n := range ps {
+		if n > marker {
+			nums = append(nums, n)
+		}
+	}
+	sort.Ints(nums)
+	if limit <= 0 {
+		limit = gofakes3.DefaultMaxUploadParts
+	}
+	res := &gofakes3.ListMultipartUploadPartsResult{
+		Bucket: bucket, Key: key, UploadID: id, StorageClass: "STANDARD",
+		PartNumberMarker: marker, MaxParts: limit,
+	}
+	for i, n := range nums {
+		if int64(i) == limit {
+			res.IsTruncated = true
+			break
+		}
+		p := ps[n]
+		res.Parts = append(res.Parts, gofakes3.ListMultipartUploadPartItem{
+			PartNumber: n, ETag: `"` + p.etag + `"`, Size: p.size, LastModified: gofakes3.NewContentTime(p.mod),
+		})
+		res.NextPartNumberMarker = n
+	}
+	return res, nil
+}
+
+type uploadEntry struct {
+	id gofakes3.UploadID
+	u  uploadFile
+}
+
+func (b *backend) allUploads() ([]uploadEntry, error) {
+	des, err := fs.ReadDir(b.root.FS(), uploadsDir)
+	if err != nil {
+		return nil, fmt.Errorf("fakeobs: list uploads: %w", err)
+	}
+	var out []uploadEntry
+	for _, d := range des {
+		id := gofakes3.UploadID(d.Name())
+		if !d.IsDir() || !validUploadID(id) {
+			continue
+		}
+		raw, err := b.root.ReadFile(path.Join(uploadPath(id), "upload.json"))
+		if err != nil {
+			continue // being created or aborted
+		}
+		var u uploadFile
+		if json.Unmarshal(raw, &u) != nil {
+			continue
+		}
+		out = append(out, uploadEntry{id, u})
+	}
+	return out, nil
+}
+
+func (b *backend) ListMultipartUploads(bucket string, marker *gofakes3.UploadListMarker, prefix gofakes3.Prefix, limit int64) (*gofakes3.ListMultipartUploadsResult, error) {
+	if err := b.requireBucket(bucket); err != nil {
+		return nil, err
+	}
+	all, err := b.allUploads()
+	if err != nil {
+		return nil, err
+	}
+	var ups []uploadEntry
+	for _, e := range all {
+		if e.u.Bucket == bucket && strings.HasPrefix(e.u.Key, prefix.Prefix) {
+			ups = append(ups, e)
+		}
+	}
+	sort.Slice(ups, func(i, j int) bool {
+		a, c := ups[i], ups[j]
+		if a.u.Key != c.u.Key {
+			return a.u.Key < c.u.Key
+		}
+		if !a.u.Initiated.Equal(c.u.Initiated) {
+			return a.u.Initiated.Before(c.u.Initiated)
+		}
+		return a.id < c.id
+	})
+	res := &gofakes3.ListMultipartUploadsResult{Bucket: bucket, MaxUploads: limit, Prefix: prefix.Prefix, Delimiter: prefix.Delimiter}
+	if marker != nil {
+		res.KeyMarker, res.UploadIDMarker = marker.Object, marker.UploadID
+	}
+	seenCP := map[string]bool{}
+	var n int64
+	for _, e := range ups {
+		if marker != nil && marker.Object != "" {
+			if e.u.Key < marker.Object {
+				continue
+			}
+			if e.u.Key == marker.Object && (marker.UploadID == "" || e.id <= marker.UploadID) {
+				continue
+			}
+		}
+		if n == limit {
+			res.IsTruncated = true
+			break
+		}
+		if prefix.HasDelimiter && prefix.Delimiter != "" {
+			rest := e.u.Key[len(prefix.Prefix):]
+			if i := strings.Index(rest, prefix.Delimiter); i >= 0 {
+				cp := prefix.Prefix + rest[:i+len(prefix.Delimiter)]
+				if !seenCP[cp] {
+					seenCP[cp] = true
+					res.CommonPrefixes = append(res.CommonPrefixes, gofakes3.CommonPrefix{Prefix: cp})
+					n++
+				}
+				continue
+			}
+		}
+		res.Uploads = append(res.Uploads, gofakes3.ListMultipartUploadItem{
+			Key: e.u.Key, UploadID: e.id, StorageClass: "STANDARD", Initiated: gofakes3.NewContentTime(e.u.Initiated),
+		})
+		res.NextKeyMarker, res.NextUploadIDMarker = e.u.Key, e.id
+		n++
+	}
+	return res, nil
+}
+
+func (b *backend) AbortMultipartUpload(bucket, key string, id gofakes3.UploadID) error {
+	if _, err := b.loadUpload(bucket, key, id); err != nil {
+		return err
+	}
+	unlock := b.keys.lock("upload/" + string(id))
+	defer unlock()
+	if err := b.root.RemoveAll(uploadPath(id)); err != nil {
+		return fmt.Errorf("fakeobs: abort upload %s: %w", id, err)
+	}
+	return b.syncDir(uploadsDir)
+}
+
+func (b *backend) CompleteMultipartUpload(bucket, key string, id gofakes3.UploadID, in *gofakes3.CompleteMultipartUploadRequest) (gofakes3.VersionID, string, error) {
+	u, err := b.loadUpload(bucket, key, id)
+	if err != nil {
+		return "", "", err
+	}
+	unlock := b.keys.lock("upload/" + string(id))
+	defer unlock()
+	ps, err := b.parts(id)
+	if err != nil {
+		return "", "", err
+	}
+	if len(in.Parts) == 0 {
+		return "", "", gofakes3.ErrorMessage(gofakes3.ErrMalformedXML, "no parts given")
+	}
+	var chosen []partFile
+	etags := md5.New()
+	last := 0
+	for _, cp := range in.Parts {
+		if cp.PartNumber <= last {
+			return "", "", gofakes3.ErrInvalidPartOrder
+		}
+		last = cp.PartNumber
+		p, ok := ps[cp.PartNumber]
+		if !ok || strings.Trim(cp.ETag, `"`) != p.etag {
+			return "", "", gofakes3.ErrorMessagef(gofakes3.ErrInvalidPart, "part %d is missing or its ETag does not match", cp.PartNumber)
+		}
+		raw, _ := hex.DecodeString(p.etag)
+		etags.Write(raw)
+		chosen = append(chosen, p)
+	}
+	t, err := b.createTemp()
+	if err != nil {
+		return "", "", err
+	}
+	defer t.discard()
+	// Concatenate file to file: no part is held in memory, and the kernel
+	// can copy without a trip through user space (copy_file_range).
+	for _, p := range chosen {
+		if err := b.appendPart(t, path.Join(uploadPath(id), p.name), p.size); err != nil {
+			return "", "", err
+		}
+	}
+	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(etags.Sum(nil)), len(chosen))
+	if err := b.commit(bucket, key, t, etag, u.Meta, nil); err != nil {
+		return "", "", err
+	}
+	if err := b.root.RemoveAll(uploadPath(id)); err != nil {
+		b.log.Warn("fakeobs: remove completed upload", "upload", id, "err", err)
+	}
+	return "", `"` + etag + `"`, nil
+}
+
+func (b *backend) appendPart(t *tempFile, name string, size int64) error {
+	f, err := b.root.Open(name)
+	if err != nil {
+		return fmt.Errorf("fakeobs: open part %s: %w", name, err)
+	}
+	defer f.Close()
+	var n int64
+	if b.failWrite != nil {
+		n, err = io.Copy(t, io.LimitReader(f, size))
+	} else {
+		n, err = io.Copy(t.f, io.LimitReader(f, size))
+	}
+	if err != nil {
+		return diskError("concatenate parts", err)
+	}
+	if n != size {
+		return fmt.Errorf("fakeobs: part %s is %d bytes, want %d", name, n, size)
+	}
+	return nil
+}
+
+// expireUploads removes uploads initiated more than uploadTTL ago, as S3's
+// lifecycle rule AbortIncompleteMultipartUpload would.
+func (b *backend) expireUploads() {
+	all, err := b.allUploads()
+	if err != nil {
+		b.log.Warn("fakeobs: expire uploads", "err", err)
+		return
+	}
+	cutoff := b.now().Add(-b.uploadTTL)
+	for _, e := range all {
+		if e.u.Initiated.Before(cutoff) {
+			unlock := b.keys.lock("upload/" + string(e.id))
+			if err := b.root.RemoveAll(uploadPath(e.id)); err != nil {
+				b.log.Warn("fakeobs: expire upload", "upload", e.id, "err", err)
+			} else {
+				b.log.Info("fakeobs: expired stale multipart upload", "upload", e.id, "bucket", e.u.Bucket, "key", e.u.Key)
+			}
+			unlock()
+		}
+	}
+}
