@@ -51,8 +51,8 @@ toolkit() {
 
 upload_log() {
 	if [ -n "$LOG_URL" ] && [ "$LOG_FILE" != /dev/null ]; then
-		toolkit malocal_toolkit.upload_log "$LOG_FILE" "$LOG_URL" 2>&1 | tee -a "$LOG_FILE" >/dev/null
-		if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+		# Printed to stdout only: the log is already uploaded.
+		if ! toolkit malocal_toolkit.upload_log "$LOG_FILE" "$LOG_URL"; then
 			echo "run_train.sh: log upload to $LOG_URL failed" >&2
 		fi
 	fi

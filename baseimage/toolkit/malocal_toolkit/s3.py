@@ -304,6 +304,9 @@ class Client:
             headers["Content-Type"] = content_type
         return self.request("PUT", bucket, key, headers=headers, body_path=path)
 
+    def create_bucket(self, bucket):
+        return self.request("PUT", bucket)
+
     def delete_object(self, bucket, key):
         return self.request("DELETE", bucket, key)
 
