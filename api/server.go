@@ -32,6 +32,8 @@ func NewServer(b Backend, token string) *Server {
 	s.handle("GET /status", func(r *http.Request) (any, error) { return b.Status(r.Context()) })
 	// Routes of later services register here, each behind its own optional
 	// backend interface.
+	s.registerImages()
+	s.registerJobs()
 	s.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})

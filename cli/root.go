@@ -74,6 +74,7 @@ training jobs on Docker containers that see the platform's environment.`,
 		newEnvCmd(g),
 		newStatusCmd(g),
 		newVersionCmd(g),
+		newImageCmd(g), newRegistryCmd(g),
 	)
 	return root
 }

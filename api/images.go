@@ -1,0 +1,109 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Image is one manifest of the registry, once per tag; an untagged
+// manifest (a child of an index, or one pushed by digest) has no Tag.
+type Image struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag,omitempty"`
+	Digest     string `json:"digest"`
+	MediaType  string `json:"media_type"`
+	Size       int64  `json:"size"` // manifest, config and layers; an index counts its children
+}
+
+// GCResult is what a registry garbage collection removed.
+type GCResult struct {
+	BlobsDeleted   int   `json:"blobs_deleted"`
+	BytesFreed     int64 `json:"bytes_freed"`
+	UploadsDeleted int   `json:"uploads_deleted"`
+}
+
+// ImageBackend is the optional backend capability behind the image and
+// registry routes.
+type ImageBackend interface {
+	Images(ctx context.Context) ([]Image, error)
+	// DeleteImage removes tag ref, or manifest ref (a digest) with its tags.
+	DeleteImage(ctx context.Context, repo, ref string) error
+	RegistryGC(ctx context.Context) (GCResult, error)
+}
+
+// registerImages adds the image routes when the backend has a registry.
+func (s *Server) registerImages() {
+	b, ok := s.backend.(ImageBackend)
+	if !ok {
+		return
+	}
+	s.handle("GET /images", func(r *http.Request) (any, error) {
+		imgs, err := b.Images(r.Context())
+		if imgs == nil {
+			imgs = []Image{}
+		}
+		return imgs, err
+	})
+	s.handle("DELETE /images", func(r *http.Request) (any, error) {
+		repo, ref := r.URL.Query().Get("repo"), r.URL.Query().Get("ref")
+		if repo == "" || ref == "" {
+			return nil, Invalidf("repo and ref are required")
+		}
+		if err := b.DeleteImage(r.Context(), repo, ref); err != nil {
+			return nil, err
+		}
+		return struct {
+			Deleted string `json:"deleted"`
+		}{FormatImageRef(repo, ref)}, nil
+	})
+	s.handle("POST /registry/gc", func(r *http.Request) (any, error) { return b.RegistryGC(r.Context()) })
+}
+
+// Images lists the registry's images.
+func (c *Client) Images(ctx context.Context) ([]Image, error) {
+	var out []Image
+	return out, c.do(ctx, http.MethodGet, "/images", nil, &out)
+}
+
+// DeleteImage removes tag ref of repo, or manifest ref (a digest) with
+// every tag that points at it.
+func (c *Client) DeleteImage(ctx context.Context, repo, ref string) error {
+	q := url.Values{"repo": {repo}, "ref": {ref}}
+	return c.do(ctx, http.MethodDelete, "/images?"+q.Encode(), nil, nil)
+}
+
+// RegistryGC removes registry blobs no image references any more.
+func (c *Client) RegistryGC(ctx context.Context) (*GCResult, error) {
+	var out GCResult
+	return &out, c.do(ctx, http.MethodPost, "/registry/gc", nil, &out)
+}
+
+// ParseImageRef splits "repo:tag", "repo@digest" or "repo" (tag latest)
+// into repository and reference. A leading registry host, as docker
+// names it ("localhost:5000/team/app:v1"), is dropped.
+func ParseImageRef(s string) (repo, ref string, err error) {
+	if first, rest, ok := strings.Cut(s, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		s = rest
+	}
+	if r, d, ok := strings.Cut(s, "@"); ok {
+		repo, ref = r, d
+	} else if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
+		repo, ref = s[:i], s[i+1:]
+	} else {
+		repo, ref = s, "latest"
+	}
+	if repo == "" || ref == "" {
+		return "", "", Invalidf("image reference %q: want repo[:tag] or repo@digest", s)
+	}
+	return repo, ref, nil
+}
+
+// FormatImageRef is the inverse of ParseImageRef.
+func FormatImageRef(repo, ref string) string {
+	if strings.Contains(ref, ":") {
+		return repo + "@" + ref
+	}
+	return repo + ":" + ref
+}
