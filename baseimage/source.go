@@ -273,7 +273,7 @@ func FromRootfs(p string) (v1.Image, error) {
 	}
 	img, err := mutate.Append(empty.Image, mutate.Addendum{
 		Layer:   layer,
-		History: v1.History{Created: v1.Time{Time: LayerTime}, CreatedBy: "malocal base build: root filesystem " + filepath.Base(p)},
+		History: v1.History{Created: v1.Time{Time: LayerTime}, CreatedBy: "malocal base build: root filesystem tarball"},
 	})
 	if err != nil {
 		return nil, err
