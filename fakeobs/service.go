@@ -239,6 +239,14 @@ type readCloser struct {
 func (s *Service) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fail := func(err error) { writeError(w, r, s.opts.log, err) }
+		if v2, ok := parseSigV2(r); ok {
+			if af := s.checkV2(r, v2); af != nil {
+				fail(af)
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
 		sr, signed, af := parseSignature(r)
 		if af != nil {
 			fail(af)
@@ -356,7 +364,8 @@ func (s *Service) route(next http.Handler) http.Handler {
 	})
 }
 
-// etagWriter puts a multipart ETag, which gofakes3 cannot print, in place.
+// etagWriter fixes object response headers gofakes3 gets wrong: a multipart
+// ETag, which it cannot print, and the case of metadata names.
 type etagWriter struct {
 	http.ResponseWriter
 	done bool
@@ -371,6 +380,14 @@ func (e *etagWriter) fix() {
 	if v := h.Get(etagHeader); v != "" {
 		h.Set("ETag", v)
 		h.Del(etagHeader)
+	}
+	// S3 sends user metadata names in lower case and clients (boto3) keep
+	// the case they see; Go would send X-Amz-Meta-Name.
+	for k, v := range h {
+		if strings.HasPrefix(k, "X-Amz-Meta-") {
+			delete(h, k)
+			h[strings.ToLower(k)] = v
+		}
 	}
 }
 
