@@ -1,0 +1,233 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+//go:embed signatures.rules
+var builtinRules []byte
+
+// Signature is one malicious-code pattern of rule MA-MAL-001.
+type Signature struct {
+	Name        string
+	Pattern     []byte
+	NoCase      bool // ASCII letters match in any case
+	Description string
+}
+
+const (
+	minPattern = 3
+	maxPattern = 256
+)
+
+// BuiltinSignatures returns the signatures shipped with malocal: the EICAR
+// test string, crypto-miner pool strings and reverse-shell one-liners.
+func BuiltinSignatures() []Signature {
+	sigs, err := ParseSignatures(bytes.NewReader(builtinRules))
+	if err != nil {
+		panic(fmt.Sprintf("audit: built-in signatures: %v", err)) // the embedded file is tested
+	}
+	return sigs
+}
+
+// ParseSignatures reads a rules file; the format is described at the top of
+// signatures.rules: `NAME KIND "PATTERN" DESCRIPTION`, KIND text|itext|hex.
+func ParseSignatures(r io.Reader) ([]Signature, error) {
+	var out []Signature
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		s, err := parseSignatureLine(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		if seen[s.Name] {
+			return nil, fmt.Errorf("line %d: rule %q defined twice", n, s.Name)
+		}
+		seen[s.Name] = true
+		out = append(out, s)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read rules: %w", err)
+	}
+	return out, nil
+}
+
+func parseSignatureLine(line string) (Signature, error) {
+	name, rest, _ := strings.Cut(line, " ")
+	rest = strings.TrimLeft(rest, " \t")
+	kind, rest, _ := strings.Cut(rest, " ")
+	rest = strings.TrimLeft(rest, " \t")
+	if name == "" || strings.IndexFunc(name, func(r rune) bool {
+		return !(r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	}) >= 0 {
+		return Signature{}, fmt.Errorf("bad rule name %q", name)
+	}
+	q, err := strconv.QuotedPrefix(rest)
+	if err != nil || !strings.HasPrefix(q, `"`) {
+		return Signature{}, fmt.Errorf("rule %s: pattern must be a double-quoted string", name)
+	}
+	pat, err := strconv.Unquote(q)
+	if err != nil {
+		return Signature{}, fmt.Errorf("rule %s: %w", name, err)
+	}
+	s := Signature{Name: name, Description: strings.TrimSpace(rest[len(q):])}
+	switch kind {
+	case "text":
+		s.Pattern = []byte(pat)
+	case "itext":
+		s.Pattern, s.NoCase = bytes.ToLower([]byte(pat)), true
+	case "hex":
+		b, err := hex.DecodeString(strings.ReplaceAll(pat, " ", ""))
+		if err != nil {
+			return Signature{}, fmt.Errorf("rule %s: %w", name, err)
+		}
+		s.Pattern = b
+	default:
+		return Signature{}, fmt.Errorf("rule %s: kind %q: use text, itext or hex", name, kind)
+	}
+	if len(s.Pattern) < minPattern || len(s.Pattern) > maxPattern {
+		return Signature{}, fmt.Errorf("rule %s: pattern of %d bytes: want %d to %d", name, len(s.Pattern), minPattern, maxPattern)
+	}
+	if s.Description == "" {
+		s.Description = s.Name
+	}
+	return s, nil
+}
+
+// matcher finds signatures in a stream. It is shared read-only between
+// scanners.
+type matcher struct {
+	exact  [][]byte
+	nocase [][]byte
+	names  []string // exact first, then nocase, in the same order
+	maxLen int
+}
+
+func newMatcher(sigs []Signature) *matcher {
+	m := &matcher{}
+	var ex, nc []Signature
+	for _, s := range sigs {
+		if s.NoCase {
+			nc = append(nc, s)
+		} else {
+			ex = append(ex, s)
+		}
+	}
+	for _, s := range ex {
+		m.exact = append(m.exact, s.Pattern)
+		m.names = append(m.names, s.Name)
+	}
+	for _, s := range nc {
+		m.nocase = append(m.nocase, s.Pattern)
+		m.names = append(m.names, s.Name)
+	}
+	for _, s := range sigs {
+		m.maxLen = max(m.maxLen, len(s.Pattern))
+	}
+	return m
+}
+
+// scanner is an io.Writer that records which signatures occur in what is
+// written to it. It keeps the last maxLen-1 bytes of each write, so a
+// pattern split across two writes is still found.
+type scanner struct {
+	m     *matcher
+	tail  []byte // last maxLen-1 bytes seen
+	lower []byte // reusable buffer for case folding
+	win   []byte // reusable buffer for the boundary window
+	hits  []bool
+	n     int
+}
+
+func (m *matcher) newScanner() *scanner {
+	return &scanner{m: m, hits: make([]bool, len(m.names))}
+}
+
+func (s *scanner) reset() {
+	s.tail = s.tail[:0]
+	clear(s.hits)
+	s.n = 0
+}
+
+func (s *scanner) Write(p []byte) (int, error) {
+	if s.m.maxLen == 0 || len(p) == 0 {
+		return len(p), nil
+	}
+	keep := s.m.maxLen - 1
+	if len(s.tail) > 0 {
+		// Only matches that start in the tail are new here; the rest lie
+		// wholly inside p and are found below.
+		s.win = append(append(s.win[:0], s.tail...), p[:min(len(p), keep)]...)
+		s.search(s.win, len(s.tail))
+	}
+	s.search(p, len(p))
+	if len(p) >= keep {
+		s.tail = append(s.tail[:0], p[len(p)-keep:]...)
+	} else {
+		s.tail = append(s.tail, p...)
+		if len(s.tail) > keep {
+			s.tail = s.tail[len(s.tail)-keep:]
+		}
+	}
+	s.n += len(p)
+	return len(p), nil
+}
+
+// search marks the patterns found in b that start before limit.
+func (s *scanner) search(b []byte, limit int) {
+	for i, pat := range s.m.exact {
+		if !s.hits[i] {
+			if j := bytes.Index(b, pat); j >= 0 && j < limit {
+				s.hits[i] = true
+			}
+		}
+	}
+	if len(s.m.nocase) == 0 {
+		return
+	}
+	s.lower = toLowerASCII(s.lower[:0], b)
+	off := len(s.m.exact)
+	for i, pat := range s.m.nocase {
+		if !s.hits[off+i] {
+			if j := bytes.Index(s.lower, pat); j >= 0 && j < limit {
+				s.hits[off+i] = true
+			}
+		}
+	}
+}
+
+func toLowerASCII(dst, src []byte) []byte {
+	dst = append(dst, src...)
+	for i, c := range dst {
+		if c >= 'A' && c <= 'Z' {
+			dst[i] = c + 'a' - 'A'
+		}
+	}
+	return dst
+}
+
+// found returns the names of the signatures seen since the last reset.
+func (s *scanner) found() []string {
+	var out []string
+	for i, h := range s.hits {
+		if h {
+			out = append(out, s.m.names[i])
+		}
+	}
+	sort.Strings(out)
+	return out
+}
