@@ -407,7 +407,12 @@ func Mmdebstrap(ctx context.Context, suite string, include []string, out string,
 		return ErrNoMmdebstrap
 	}
 	pkgs := IncludeList(include)
-	tmp := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".partial.tar")
+	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-*.tar")
+	if err != nil {
+		return err
+	}
+	f.Close()
+	tmp := f.Name()
 	args := []string{"--variant=apt", "--include=" + strings.Join(pkgs, ","), suite, tmp}
 	fmt.Fprintf(progress, "running mmdebstrap %s\n", strings.Join(args[:len(args)-1], " "))
 	cmd := exec.CommandContext(ctx, bin, args...)
