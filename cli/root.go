@@ -75,6 +75,7 @@ training jobs on Docker containers that see the platform's environment.`,
 		newStatusCmd(g),
 		newVersionCmd(g),
 		newImageCmd(g), newRegistryCmd(g),
+		newObsCmd(g),
 		newBaseCmd(g),
 	)
 	return root
