@@ -45,35 +45,11 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 
 // do is the one request helper every accessor goes through.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encoding request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+Prefix+path, body)
+	resp, err := c.send(ctx, c.http, method, path, in)
 	if err != nil {
-		return fmt.Errorf("building request: %w", err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: cannot reach the malocal API at %s (is `malocal up` running?): %v", ErrUnavailable, c.base, err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var e ErrorBody
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(b, &e) != nil || e.Message == "" {
-			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
-		}
-		return &RemoteError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
-	}
 	if out == nil {
 		return nil
 	}
@@ -81,4 +57,46 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("decoding %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// stream is a GET whose body the caller reads as it comes, with no
+// overall timeout (a followed log lasts as long as the job).
+func (c *Client) stream(ctx context.Context, path string) (*http.Response, error) {
+	h := *c.http
+	h.Timeout = 0
+	return c.send(ctx, &h, http.MethodGet, path, nil)
+}
+
+// send makes one request and turns an error status into a *RemoteError.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("encoding request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+Prefix+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot reach the malocal API at %s (is `malocal up` running?): %v", ErrUnavailable, c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e ErrorBody
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+		}
+		return nil, &RemoteError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+	}
+	return resp, nil
 }

@@ -33,6 +33,7 @@ func NewServer(b Backend, token string) *Server {
 	// Routes of later services register here, each behind its own optional
 	// backend interface.
 	s.registerImages()
+	s.registerJobs()
 	s.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})

@@ -77,6 +77,7 @@ training jobs on Docker containers that see the platform's environment.`,
 		newImageCmd(g), newRegistryCmd(g),
 		newObsCmd(g),
 		newBaseCmd(g),
+		newJobCmd(g),
 	)
 	return root
 }

@@ -237,29 +237,6 @@ func TestAPIRequiresTokenAndSameOrigin(t *testing.T) {
 	}
 }
 
-func TestServicesNotYetAvailableSaySo(t *testing.T) {
-	e := Start(t)
-	st, err := e.Client().Status(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range st.Services {
-		if s.Ready {
-			continue
-		}
-		resp, err := http.Get(s.URL + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b := make([]byte, 512)
-		n, _ := resp.Body.Read(b)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotImplemented || !strings.Contains(string(b[:n]), "not available yet") {
-			t.Errorf("%s (not ready): %d %q, want 501 saying it is not available yet", s.Name, resp.StatusCode, b[:n])
-		}
-	}
-}
-
 func TestVersionAndCompletion(t *testing.T) {
 	r := RunCLI(t, nil, "version", "-o", "json")
 	var v struct{ Version, Go string }

@@ -26,6 +26,16 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	Version         string
 	Logger          *slog.Logger
+	// RegistryQuota bounds the registry's disk use in bytes; 0 is unbounded.
+	RegistryQuota int64
+	// GPUs are the device IDs jobs may use; nil detects them with nvidia-smi.
+	GPUs []string
+	// CapacityCPUs and CapacityMemory bound what running jobs ask for
+	// together; 0 is unbounded.
+	CapacityCPUs   float64
+	CapacityMemory int64
+	// StopGrace is how long a stopped task gets between SIGTERM and SIGKILL.
+	StopGrace time.Duration
 
 	// handlers replaces a service's handler by name; tests use it to serve
 	// slow requests during shutdown.
@@ -44,6 +54,9 @@ func (c *Config) defaults() {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 10 * time.Second
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

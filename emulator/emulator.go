@@ -39,6 +39,7 @@ type Emulator struct {
 	log      *slog.Logger
 	started  time.Time
 	services []*service
+	svc      services
 	errc     chan error
 	closeMu  sync.Mutex
 	closed   bool
@@ -68,19 +69,28 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 		return nil, err
 	}
 	e.services = []*service{
-		{name: "api", title: "API and console", flag: "--api-addr", env: "MALOCAL_API_ADDR", addr: cfg.APIAddr,
-			handler: api.NewServer(e, token), ready: true},
-		{name: "s3", title: "S3 API (object store)", flag: "--s3-addr", env: "MALOCAL_S3_ADDR", addr: cfg.S3Addr,
-			handler: notAvailableS3(), note: "the object store is not available yet in this build"},
-		{name: "registry", title: "registry", flag: "--registry-addr", env: "MALOCAL_REGISTRY_ADDR", addr: cfg.RegistryAddr,
-			handler: notAvailableRegistry(), note: "the registry is not available yet in this build"},
+		{name: "api", title: "API and console", flag: "--api-addr", env: "MALOCAL_API_ADDR", addr: cfg.APIAddr},
+		{name: "s3", title: "S3 API (object store)", flag: "--s3-addr", env: "MALOCAL_S3_ADDR", addr: cfg.S3Addr},
+		{name: "registry", title: "registry", flag: "--registry-addr", env: "MALOCAL_REGISTRY_ADDR", addr: cfg.RegistryAddr},
 	}
 	for _, s := range e.services {
-		if h, ok := cfg.handlers[s.name]; ok {
-			s.handler, s.ready, s.note = h, true, ""
-		}
 		if err := e.listen(ctx, s); err != nil {
 			return nil, err
+		}
+	}
+	// The services open after the listeners bind: jobs need their addresses.
+	if err := e.openServices(ctx); err != nil {
+		return nil, err
+	}
+	handlers := map[string]http.Handler{
+		"api":      api.NewServer(apiBackend{Emulator: e, ImageBackend: e.svc.reg.APIBackend(), jobsAPI: jobsAPI{e.svc.jobs}}, token),
+		"s3":       e.svc.obs.Handler(),
+		"registry": e.svc.reg.Handler(),
+	}
+	for _, s := range e.services {
+		s.handler, s.ready = handlers[s.name], true
+		if h, ok := cfg.handlers[s.name]; ok {
+			s.handler = h
 		}
 	}
 	if err := dd.WriteRuntime(e.runtime()); err != nil {
@@ -97,11 +107,7 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 				e.errc <- fmt.Errorf("%s on %s: %w", s.title, s.ln.Addr(), err)
 			}
 		}(s)
-		msg := "listening"
-		if !s.ready {
-			msg = "listening (not available yet)"
-		}
-		e.log.Info(msg, "service", s.name, "url", s.url())
+		e.log.Info("listening", "service", s.name, "url", s.url())
 		if !isLoopback(s.ln.Addr()) {
 			e.log.Warn("listening beyond loopback: anyone who can reach this address can use the service", "service", s.name, "addr", s.ln.Addr().String())
 		}
@@ -199,6 +205,7 @@ func (e *Emulator) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	e.closeServices(ctx)
 	e.lock.Close()
 	e.log.Info("stopped")
 	return errors.Join(errs...)

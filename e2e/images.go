@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// BusyboxPath is the static busybox (Debian's busybox-static) that test
+// images are made of: a shell and the usual tools in a 2 MB layer, built
+// with no registry at all.
+const BusyboxPath = "/bin/busybox"
+
+// BusyboxImage builds a small image from the host's static busybox, with
+// user work (1101) as on the platform, and pushes it to the emulator's
+// registry as repo:tag. It returns the reference jobs use.
+func (e *Emulator) BusyboxImage(t testing.TB, repo, tag string) string {
+	t.Helper()
+	_, err := os.Stat(BusyboxPath)
+	Require(t, err == nil, "the static busybox is missing (apt-get install busybox-static)")
+	img, err := BusyboxV1Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(e.Registry+"/"+repo+":"+tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	return repo + ":" + tag
+}
+
+// BusyboxV1Image returns the busybox test image.
+func BusyboxV1Image() (v1.Image, error) {
+	bb, err := os.ReadFile(BusyboxPath)
+	if err != nil {
+		return nil, err
+	}
+	list, err := exec.Command(BusyboxPath, "--list").Output()
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mt := time.Unix(0, 0)
+	dir := func(n string, uid int) {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: n, Mode: 0o755, Uid: uid, Gid: uid, ModTime: mt})
+	}
+	file := func(n string, b []byte, mode int64) {
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: mode, Size: int64(len(b)), ModTime: mt})
+		tw.Write(b)
+	}
+	for _, d := range []string{"bin/", "etc/", "home/", "tmp/", "cache/"} {
+		dir(d, 0)
+	}
+	dir("home/work/", 1101)
+	file("bin/busybox", bb, 0o755)
+	for _, a := range strings.Fields(string(list)) {
+		if a == "busybox" {
+			continue
+		}
+		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + a, Linkname: "busybox", Mode: 0o777, ModTime: mt})
+	}
+	file("etc/passwd", []byte("root:x:0:0:root:/root:/bin/sh\nwork:x:1101:1101:work:/home/work:/bin/sh\n"), 0o644)
+	file("etc/group", []byte("root:x:0:\nwork:x:1101:\n"), 0o644)
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	data := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.User = "work"
+	cf.Config.WorkingDir = "/home/work"
+	cf.Config.Env = []string{"PATH=/bin"}
+	cf.Config.Cmd = []string{"/bin/sh"}
+	return mutate.ConfigFile(img, cf)
+}

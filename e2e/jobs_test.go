@@ -1,0 +1,342 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/malocal/malocal/api"
+)
+
+// jobEnv starts an emulator with a busybox image and a bucket, for jobs.
+func jobEnv(t *testing.T, opts ...Option) (*Emulator, string) {
+	t.Helper()
+	RequireDocker(t)
+	e := Start(t, opts...)
+	e.CleanupJobs()
+	img := e.BusyboxImage(t, "test/busybox", "1")
+	e.MakeBucket(t, "code")
+	return e, img
+}
+
+// MakeBucket creates a bucket with aws-sdk-go-v2.
+func (e *Emulator) MakeBucket(t testing.TB, name string) {
+	t.Helper()
+	if _, err := e.S3Client().CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		t.Fatalf("creating bucket %s: %v", name, err)
+	}
+}
+
+// S3Client is an aws-sdk-go-v2 client of the emulator's object store.
+func (e *Emulator) S3Client() *s3.Client {
+	return s3.New(s3.Options{
+		BaseEndpoint: aws.String("http://" + e.S3),
+		Region:       e.Creds.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(e.Creds.AccessKey, e.Creds.SecretKey, ""),
+		UsePathStyle: true,
+	})
+}
+
+func submit(t *testing.T, e *Emulator, spec api.JobSpec) *api.Job {
+	t.Helper()
+	j, err := e.Client().SubmitJob(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	return j
+}
+
+func waitFinal(t *testing.T, e *Emulator, id string, timeout time.Duration) *api.Job {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		j, err := e.Client().Job(context.Background(), id)
+		if err != nil {
+			t.Fatalf("job %s: %v", id, err)
+		}
+		if j.Status.Final() {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %s after %s: %+v", id, j.Status, timeout, j.Events)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func waitStatus(t *testing.T, e *Emulator, id string, want api.JobStatus, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		j, err := e.Client().Job(context.Background(), id)
+		if err == nil && j.Status == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s not %s within %s: %+v %v", id, want, timeout, j, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func logsOf(t *testing.T, e *Emulator, id string, task int) string {
+	t.Helper()
+	var b strings.Builder
+	err := e.Client().JobLogs(context.Background(), id, task, false, func(l api.LogLine) error {
+		fmt.Fprintf(&b, "%d|%s\n", l.Task, l.Text)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("logs of %s: %v", id, err)
+	}
+	return b.String()
+}
+
+// assertNoLeftovers checks that a finished job left no container or network.
+func assertNoLeftovers(t *testing.T, id string) {
+	t.Helper()
+	for _, args := range [][]string{{"ps", "-aq"}, {"network", "ls", "-q"}} {
+		out, _ := exec.Command("docker", append(args, "--filter", "label=malocal.job="+id)...).Output()
+		if s := strings.TrimSpace(string(out)); s != "" {
+			t.Errorf("job %s left docker %s: %s", id, args[0], s)
+		}
+	}
+}
+
+const contractScript = `
+echo "task=$DLS_TASK_INDEX of=$DLS_TASK_NUMBER app=$DLS_APP_URL data=$DLS_DATA_URL train=$DLS_TRAIN_URL job=$DLS_JOB_ID batchjob=$BATCH_JOB_ID"
+echo "instance=$BATCH_TASK_CURRENT_INSTANCE ip=$BATCH_TASK_CURRENT_HOST_IP maip=$MA_CURRENT_IP hosts=$MA_NUM_HOSTS vc=$VC_TASK_INDEX/$VC_WORKER_NUM workers=$VC_WORKER_HOSTS gpus=$MA_NUM_GPUS extra=$EXTRA"
+echo "s3=$AWS_ENDPOINT_URL s3e=$S3_ENDPOINT region=$AWS_DEFAULT_REGION key=$AWS_ACCESS_KEY_ID user=$(id -u)"
+k=0
+while [ $k -lt $DLS_TASK_NUMBER ]; do
+  eval hp=\$BATCH_CUSTOM${k}_HOSTS
+  echo "peer$k=$hp"
+  nslookup "${hp%:*}" >/dev/null 2>&1 && echo "resolved$k"
+  k=$((k+1))
+done
+if [ "$DLS_TASK_INDEX" = 0 ]; then
+  i=1
+  while [ $i -lt $DLS_TASK_NUMBER ]; do nc -l -p "${BATCH_CUSTOM0_HOSTS#*:}"; i=$((i+1)); done
+else
+  until echo "hello-from-$DLS_TASK_INDEX" | nc "${BATCH_CUSTOM0_HOSTS%:*}" "${BATCH_CUSTOM0_HOSTS#*:}" 2>/dev/null; do sleep 0.2; done
+fi
+wget -q -O /dev/null "$AWS_ENDPOINT_URL/" 2>&1 | grep -q 403 && echo "s3 reachable"
+exit 0
+`
+
+func TestJobContractFourNodes(t *testing.T) {
+	e, img := jobEnv(t)
+	j := submit(t, e, api.JobSpec{Name: "Contract Test", Image: img, Nodes: 4, AppURL: "s3://code/new/",
+		DataURL: "obs://code/data/", TrainURL: "s3://code/out/", Env: map[string]string{"EXTRA": "yes"},
+		Command: []string{"/bin/sh", "-c", contractScript}})
+	j = waitFinal(t, e, j.ID, 3*time.Minute)
+	logs := logsOf(t, e, j.ID, -1)
+	if j.Status != api.StatusCompleted {
+		t.Fatalf("status %s (%s)\n%s", j.Status, j.Reason, logs)
+	}
+	for i := range 4 {
+		for _, want := range []string{
+			fmt.Sprintf("%d|task=%d of=4 app=s3://code/new/ data=obs://code/data/ train=s3://code/out/ job=%s batchjob=%s", i, i, j.ID, j.ID),
+			fmt.Sprintf("%d|instance=contract-test-%d ip=172.", i, i),
+			fmt.Sprintf("hosts=4 vc=%d/4 workers=contract-test-0,contract-test-1,contract-test-2,contract-test-3 gpus=0 extra=yes", i),
+			fmt.Sprintf("%d|s3=http://", i),
+			fmt.Sprintf("region=%s key=%s user=1101", e.Creds.Region, e.Creds.AccessKey),
+			fmt.Sprintf("%d|peer3=contract-test-3:2222", i),
+			fmt.Sprintf("%d|resolved0", i), fmt.Sprintf("%d|resolved3", i),
+			fmt.Sprintf("%d|s3 reachable", i),
+		} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("logs lack %q", want)
+			}
+		}
+	}
+	for i := 1; i < 4; i++ {
+		if !strings.Contains(logs, fmt.Sprintf("0|hello-from-%d", i)) {
+			t.Errorf("task 0 did not receive task %d's message over BATCH_CUSTOM0_HOSTS", i)
+		}
+	}
+	if strings.Contains(logs, "s3="+"http://127.0.0.1") {
+		t.Errorf("containers were given the loopback S3 address")
+	}
+	// Each status change is timestamped, in order.
+	var seen []string
+	for _, ev := range j.Events {
+		if ev.Status != "" {
+			seen = append(seen, string(ev.Status))
+		}
+	}
+	if got := strings.Join(seen, ","); got != "creating,auditing,pending,running,completed" {
+		t.Errorf("status changes %s", got)
+	}
+	for _, tk := range j.Tasks {
+		if tk.ExitCode == nil || *tk.ExitCode != 0 || tk.Started.IsZero() || tk.Finished.IsZero() {
+			t.Errorf("task %+v", tk)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("logs:\n%s", logs)
+		for _, ev := range j.Events {
+			t.Logf("%s %s %s", ev.Time.Format("15:04:05.000"), ev.Status, ev.Message)
+		}
+	}
+	assertNoLeftovers(t, j.ID)
+}
+
+func TestJobOneTaskFailingStopsTheRest(t *testing.T) {
+	e, img := jobEnv(t)
+	start := time.Now()
+	j := submit(t, e, api.JobSpec{Name: "fail", Image: img, Nodes: 3, AppURL: "s3://code/x/",
+		Command: []string{`if [ "$DLS_TASK_INDEX" = 1 ]; then sleep 1; echo bad >&2; exit 3; fi; exec sleep 300`}})
+	j = waitFinal(t, e, j.ID, 2*time.Minute)
+	if j.Status != api.StatusFailed || j.ExitCode == nil || *j.ExitCode != 3 || !strings.Contains(j.Reason, "task 1 exited with code 3") {
+		t.Fatalf("got %s exit %v reason %q", j.Status, j.ExitCode, j.Reason)
+	}
+	if d := time.Since(start); d > 60*time.Second {
+		t.Errorf("the other tasks were not stopped promptly: job took %s", d)
+	}
+	if !strings.Contains(logsOf(t, e, j.ID, 1), "1|bad") {
+		t.Errorf("stderr of task 1 missing from its log")
+	}
+	assertNoLeftovers(t, j.ID)
+
+	// The CLI passes the failing task's exit code through.
+	r := e.Run("job", "submit", "--name", "fail2", "--image", img, "--app-url", "s3://code/x/", "--follow", "--", "/bin/sh", "-c", "echo out; exit 7")
+	if r.Code != 7 || !strings.Contains(r.Stdout, "[task 0] out") {
+		t.Errorf("job submit --follow: exit %d, stdout %q, stderr %q", r.Code, r.Stdout, r.Stderr)
+	}
+}
+
+func TestJobIndex0PolicyTimeoutAndStop(t *testing.T) {
+	e, img := jobEnv(t)
+	// Parameter servers that never exit: task 0 decides.
+	ps := submit(t, e, api.JobSpec{Name: "ps", Image: img, Nodes: 3, AppURL: "s3://code/x/", Policy: api.PolicyIndex0,
+		Command: []string{`if [ "$DLS_TASK_INDEX" = 0 ]; then sleep 1; exit 0; fi; exec sleep 300`}})
+	tm := submit(t, e, api.JobSpec{Name: "slow", Image: img, AppURL: "s3://code/x/", Timeout: api.Duration(3 * time.Second),
+		Command: []string{"sleep", "300"}})
+	st := submit(t, e, api.JobSpec{Name: "stopme", Image: img, AppURL: "s3://code/x/", Command: []string{"sleep", "300"}})
+
+	if j := waitFinal(t, e, ps.ID, 2*time.Minute); j.Status != api.StatusCompleted {
+		t.Errorf("index0: %s %q", j.Status, j.Reason)
+	}
+	if j := waitFinal(t, e, tm.ID, 2*time.Minute); j.Status != api.StatusTimeout || j.ExitCode == nil || *j.ExitCode != 124 {
+		t.Errorf("timeout: %s %v %q", j.Status, j.ExitCode, j.Reason)
+	}
+	waitStatus(t, e, st.ID, api.StatusRunning, time.Minute)
+	if r := e.Run("job", "stop", st.ID); r.Code != 0 {
+		t.Fatalf("job stop: %d %s", r.Code, r.Stderr)
+	}
+	if j := waitFinal(t, e, st.ID, time.Minute); j.Status != api.StatusCanceled {
+		t.Errorf("stop: %s %q", j.Status, j.Reason)
+	}
+	for _, id := range []string{ps.ID, tm.ID, st.ID} {
+		assertNoLeftovers(t, id)
+	}
+	r := e.Run("job", "list", "-o", "json")
+	if r.Code != 0 || strings.Count(r.Stdout, `"id": "job-`) != 3 {
+		t.Errorf("job list: %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	r = e.Run("job", "describe", st.ID)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "canceled") || !strings.Contains(r.Stdout, "stopme-0") {
+		t.Errorf("job describe: %d %s %s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := e.Run("job", "delete", st.ID); r.Code != 0 {
+		t.Errorf("job delete: %d %s", r.Code, r.Stderr)
+	}
+	if _, err := e.Client().Job(context.Background(), st.ID); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("deleted job still there: %v", err)
+	}
+}
+
+func TestJobRetries(t *testing.T) {
+	e, img := jobEnv(t)
+	j := submit(t, e, api.JobSpec{Name: "retry", Image: img, AppURL: "s3://code/x/", Retries: 2, Command: []string{"/bin/sh", "-c", "echo attempt; exit 5"}})
+	j = waitFinal(t, e, j.ID, 2*time.Minute)
+	if j.Status != api.StatusFailed || j.Attempt != 2 {
+		t.Fatalf("retries: %s attempt %d", j.Status, j.Attempt)
+	}
+	if n := strings.Count(logsOf(t, e, j.ID, 0), "attempt"); n != 3 {
+		t.Errorf("the task ran %d times, want 3", n)
+	}
+	assertNoLeftovers(t, j.ID)
+}
+
+func TestJobValidationErrors(t *testing.T) {
+	e, img := jobEnv(t)
+	base := api.JobSpec{Name: "v", Image: img, AppURL: "s3://code/x/", Command: []string{"true"}}
+	for _, c := range []struct {
+		change func(*api.JobSpec)
+		want   string
+	}{
+		{func(s *api.JobSpec) { s.Image = "nope/missing:1" }, "not in malocal's registry"},
+		{func(s *api.JobSpec) { s.Nodes = -1 }, "nodes: must be between 1"},
+		{func(s *api.JobSpec) { s.Command = nil }, "command: required"},
+		{func(s *api.JobSpec) { s.AppURL = "http://code/x" }, "app_url"},
+		{func(s *api.JobSpec) { s.DataURL = "s3://no-such-bucket/d/" }, `bucket "no-such-bucket" does not exist`},
+		{func(s *api.JobSpec) { s.Flavor.GPUs = 1 }, "GPUs"},
+		{func(s *api.JobSpec) { s.Policy = "most" }, "policy"},
+	} {
+		s := base
+		c.change(&s)
+		_, err := e.Client().SubmitJob(context.Background(), s)
+		if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("want an invalid error with %q, got %v", c.want, err)
+		}
+	}
+}
+
+func TestJobSurvivesEmulatorKill(t *testing.T) {
+	e, img := jobEnv(t)
+	j := submit(t, e, api.JobSpec{Name: "survivor", Image: img, Nodes: 2, AppURL: "s3://code/x/",
+		Command: []string{`i=0; while [ $i -lt 8 ]; do echo tick-$i; i=$((i+1)); sleep 1; done; exit 0`}})
+	waitStatus(t, e, j.ID, api.StatusRunning, time.Minute)
+	time.Sleep(2 * time.Second)
+	e.Signal(syscall.SIGKILL, 10*time.Second)
+	e2 := e.Restart()
+	j = waitFinal(t, e2, j.ID, 2*time.Minute)
+	if j.Status != api.StatusCompleted {
+		t.Fatalf("after restart: %s %q", j.Status, j.Reason)
+	}
+	logs := logsOf(t, e2, j.ID, 0)
+	for i := range 8 {
+		if strings.Count(logs, fmt.Sprintf("tick-%d\n", i)) != 1 {
+			t.Errorf("tick-%d appears %d times in task 0's log, want once:\n%s", i, strings.Count(logs, fmt.Sprintf("tick-%d\n", i)), logs)
+		}
+	}
+	found := false
+	for _, ev := range j.Events {
+		found = found || strings.Contains(ev.Message, "re-attach")
+	}
+	if !found {
+		t.Errorf("no re-attach event: %+v", j.Events)
+	}
+	assertNoLeftovers(t, j.ID)
+}
+
+func TestJobSixteenNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("16 containers: not in -short")
+	}
+	e, img := jobEnv(t)
+	j := submit(t, e, api.JobSpec{Name: "wide", Image: img, Nodes: 16, AppURL: "s3://code/x/",
+		Command: []string{`nslookup "${BATCH_CUSTOM15_HOSTS%:*}" >/dev/null && echo "ok $DLS_TASK_INDEX"`}})
+	j = waitFinal(t, e, j.ID, 5*time.Minute)
+	if j.Status != api.StatusCompleted {
+		t.Fatalf("16 nodes: %s %q", j.Status, j.Reason)
+	}
+	logs := logsOf(t, e, j.ID, -1)
+	for i := range 16 {
+		if !strings.Contains(logs, fmt.Sprintf("%d|ok %d", i, i)) {
+			t.Errorf("task %d did not resolve task 15", i)
+		}
+	}
+	assertNoLeftovers(t, j.ID)
+}

@@ -1,0 +1,93 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// gateways serves the S3 API on the gateway address of each job network,
+// so containers reach the object store there; the main listener stays on
+// loopback. Listeners are counted by use and closed when the last job on
+// that gateway releases it.
+type gateways struct {
+	log     *slog.Logger
+	handler http.Handler
+	port    int // the loopback S3 port, tried first so URLs look alike
+
+	mu   sync.Mutex
+	open map[string]*gatewayListener
+}
+
+type gatewayListener struct {
+	srv      *http.Server
+	endpoint string
+	users    int
+}
+
+// OpenS3 implements jobs.Gateways.
+func (g *gateways) OpenS3(ctx context.Context, ip string) (string, func(), error) {
+	if net.ParseIP(ip) == nil {
+		return "", nil, fmt.Errorf("gateway %q is not an IP address", ip)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if l := g.open[ip]; l != nil {
+		l.users++
+		return l.endpoint, g.releaser(ip), nil
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(g.port)))
+	if errors.Is(err, syscall.EADDRINUSE) {
+		ln, err = lc.Listen(ctx, "tcp", net.JoinHostPort(ip, "0"))
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("listening on the job network's gateway %s: %w", ip, err)
+	}
+	l := &gatewayListener{
+		srv:      &http.Server{Handler: logRequests(g.log, "s3", g.handler), ReadHeaderTimeout: 30 * time.Second},
+		endpoint: "http://" + ln.Addr().String(),
+		users:    1,
+	}
+	go l.srv.Serve(ln)
+	g.open[ip] = l
+	g.log.Info("listening", "service", "s3", "url", l.endpoint, "for", "job network")
+	return l.endpoint, g.releaser(ip), nil
+}
+
+func (g *gateways) releaser(ip string) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			l := g.open[ip]
+			if l == nil {
+				return
+			}
+			if l.users--; l.users == 0 {
+				delete(g.open, ip)
+				l.srv.Close()
+			}
+		})
+	}
+}
+
+// closeAll stops every gateway listener.
+func (g *gateways) closeAll(ctx context.Context) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for ip, l := range g.open {
+		if err := l.srv.Shutdown(ctx); err != nil {
+			l.srv.Close()
+		}
+		delete(g.open, ip)
+	}
+}

@@ -1,0 +1,180 @@
+package emulator
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/malocal/malocal/api"
+	"github.com/malocal/malocal/docker"
+	"github.com/malocal/malocal/fakeobs"
+	"github.com/malocal/malocal/jobs"
+	"github.com/malocal/malocal/registry"
+)
+
+// Paths of the services' state in the data dir.
+const (
+	storeFile = "store.db"
+	jobsDir   = "jobs"
+)
+
+// services are the parts `malocal up` serves; they are opened after the
+// listeners are bound (the job runner needs their addresses).
+type services struct {
+	obs        *fakeobs.Service
+	reg        *registry.Registry
+	store      *jobs.Store
+	jobs       *jobs.Manager
+	gw         *gateways
+	cancelJobs context.CancelFunc
+}
+
+func (e *Emulator) openServices(ctx context.Context) (err error) {
+	s := &e.svc
+	defer func() {
+		if err != nil {
+			e.closeServices(context.Background())
+		}
+	}()
+	creds, err := e.dd.Credentials()
+	if err != nil {
+		return err
+	}
+	if s.obs, err = fakeobs.New(e.dd.Sub(ObjectsDir),
+		fakeobs.WithCredentials(fakeobs.Credentials{AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region}),
+		fakeobs.WithLogger(e.log.With("service", "s3"))); err != nil {
+		return fmt.Errorf("opening the object store: %w", err)
+	}
+	if s.reg, err = registry.New(e.dd.Sub(RegistryDir), registry.WithLogger(e.log.With("service", "registry")),
+		registry.WithQuota(e.cfg.RegistryQuota)); err != nil {
+		return fmt.Errorf("opening the registry: %w", err)
+	}
+	if s.store, err = jobs.OpenStore(e.dd.Sub(storeFile)); err != nil {
+		return err
+	}
+	eng, err := docker.New()
+	if err != nil {
+		return err
+	}
+	s3 := e.service("s3")
+	_, s3port, _ := net.SplitHostPort(s3.ln.Addr().String())
+	port, _ := strconv.Atoi(s3port)
+	s.gw = &gateways{log: e.log, handler: s.obs.Handler(), port: port, open: map[string]*gatewayListener{}}
+	backend := &jobs.DockerBackend{Engine: eng, Gateways: s.gw, Registry: engineAddr(e.service("registry").ln.Addr()),
+		DataDir: e.dd.Path, StopGrace: e.cfg.StopGrace}
+	backend.Creds.AccessKey, backend.Creds.SecretKey, backend.Creds.Region = creds.AccessKey, creds.SecretKey, creds.Region
+	gpus := e.cfg.GPUs
+	if gpus == nil {
+		gpus = detectGPUs(ctx)
+	}
+	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancelJobs = cancel
+	if s.jobs, err = jobs.NewManager(jctx, jobs.Config{
+		Store: s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
+		Images: imageResolver{reg: s.reg, prefix: registryPrefix(e.service("registry").ln.Addr())}, Buckets: s.obs,
+		Capacity: jobs.Capacity{CPUs: e.cfg.CapacityCPUs, Memory: e.cfg.CapacityMemory, GPUs: gpus},
+		Logger:   e.log.With("service", "jobs"),
+	}); err != nil {
+		return fmt.Errorf("resuming jobs: %w", err)
+	}
+	if len(gpus) > 0 {
+		e.log.Info("GPUs for jobs", "ids", gpus)
+	}
+	return nil
+}
+
+// closeServices detaches from running jobs (their containers go on) and
+// closes every service's files.
+func (e *Emulator) closeServices(ctx context.Context) {
+	s := &e.svc
+	if s.cancelJobs != nil {
+		s.cancelJobs()
+	}
+	if s.jobs != nil {
+		s.jobs.Shutdown()
+	}
+	if s.gw != nil {
+		s.gw.closeAll(ctx)
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	if s.reg != nil {
+		s.reg.Close()
+	}
+	if s.obs != nil {
+		s.obs.Close()
+	}
+}
+
+// engineAddr is how the Docker engine reaches the registry: its own
+// loopback counts as an insecure registry, so no TLS is needed.
+func engineAddr(a net.Addr) string {
+	ta := a.(*net.TCPAddr)
+	if ta.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(ta.Port))
+	}
+	return ta.String()
+}
+
+func registryPrefix(a net.Addr) string {
+	return "localhost:" + strconv.Itoa(a.(*net.TCPAddr).Port)
+}
+
+// imageResolver resolves a job's image in the registry's storage.
+type imageResolver struct {
+	reg    *registry.Registry
+	prefix string
+}
+
+func (r imageResolver) Resolve(ctx context.Context, image string) (string, string, error) {
+	repo, ref, err := api.ParseImageRef(image)
+	if err != nil {
+		return "", "", fmt.Errorf("image: %w", err)
+	}
+	d, err := r.reg.Resolve(ctx, repo, ref)
+	if registry.IsNotFound(err) {
+		return "", "", api.Invalidf("image: %s is not in malocal's registry; push it first: docker tag IMAGE %s/%s && docker push %s/%s",
+			api.FormatImageRef(repo, ref), r.prefix, api.FormatImageRef(repo, ref), r.prefix, api.FormatImageRef(repo, ref))
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return repo, d.Digest, nil
+}
+
+// apiBackend is everything the API serves: the emulator's status, the
+// registry's images and the jobs.
+type apiBackend struct {
+	*Emulator
+	api.ImageBackend
+	jobsAPI
+}
+
+// jobsAPI adapts the job manager to api.JobBackend.
+type jobsAPI struct{ m *jobs.Manager }
+
+var _ api.JobBackend = jobsAPI{}
+
+func (j jobsAPI) SubmitJob(ctx context.Context, s api.JobSpec) (*api.Job, error) {
+	return j.m.Submit(ctx, s)
+}
+func (j jobsAPI) Jobs(ctx context.Context, status, name string) ([]*api.Job, error) {
+	return j.m.List(ctx, status, name)
+}
+func (j jobsAPI) Job(ctx context.Context, id string) (*api.Job, error)     { return j.m.Get(ctx, id) }
+func (j jobsAPI) StopJob(ctx context.Context, id string) (*api.Job, error) { return j.m.Stop(ctx, id) }
+func (j jobsAPI) DeleteJob(ctx context.Context, id string) error           { return j.m.Delete(ctx, id) }
+func (j jobsAPI) JobLogs(ctx context.Context, id string, task int, follow bool, fn func(api.LogLine) error) error {
+	return j.m.Logs(ctx, id, task, follow, fn)
+}
+
+func (e *Emulator) service(name string) *service {
+	for _, s := range e.services {
+		if s.name == name {
+			return s
+		}
+	}
+	panic("emulator: no service " + name)
+}
