@@ -134,6 +134,22 @@ python3 -c 'import moxing as mox, numpy; print("moxing", mox.file.copy_parallel.
 		t.Errorf("failed download: exit %d, want 127\n%s", rc, out)
 	}
 
+	// The docker: source: the pulled base, read back with docker save,
+	// becomes a GPU-marked base on top of it.
+	start = time.Now()
+	gpu, err := Build(ctx, BuildOptions{Name: "malocal-test/custom-cpu-base", Tag: ref[strings.LastIndex(ref, ":")+1:] + "-gpu",
+		From: "docker:" + ref, GPU: true, Registry: host, Catalog: cat})
+	if err != nil {
+		t.Fatalf("build from docker:%s: %v", ref, err)
+	}
+	t.Logf("build from docker save and push: %s", time.Since(start).Round(time.Millisecond))
+	if len(gpu.DiffIDs) != 3 || strings.Join(gpu.DiffIDs[:2], " ") != strings.Join(res.DiffIDs, " ") {
+		t.Errorf("docker: source diff_ids %v, want %v plus the toolkit layer", gpu.DiffIDs, res.DiffIDs)
+	}
+	if gpu.Record == nil || !gpu.Record.GPU {
+		t.Errorf("GPU base record: %+v", gpu.Record)
+	}
+
 	// A real download from fakeobs, over the host's loopback.
 	env := startFakeobs(t)
 	code := t.TempDir()
