@@ -128,6 +128,15 @@ func imageOf(t testing.TB, layers [][]tf) v1.Image {
 	for _, es := range layers {
 		img = appendLayers(t, img, layerOf(t, es...))
 	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg = cfg.DeepCopy()
+	cfg.OS, cfg.Architecture = "linux", "amd64"
+	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+		t.Fatal(err)
+	}
 	return img
 }
 

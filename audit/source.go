@@ -156,10 +156,10 @@ func FromDockerEngine(ctx context.Context, ref string) (img v1.Image, cleanup fu
 	if err != nil {
 		return nil, nil, fmt.Errorf("temp dir: %w", err)
 	}
-	cleanup = func() error { return os.RemoveAll(dir) }
+	rm := func() error { return os.RemoveAll(dir) }
 	defer func() {
 		if err != nil {
-			cleanup()
+			rm() // the error return has cleared cleanup
 		}
 	}()
 	out := filepath.Join(dir, "image.tar")
@@ -171,7 +171,7 @@ func FromDockerEngine(ctx context.Context, ref string) (img v1.Image, cleanup fu
 	if err != nil {
 		return nil, nil, err
 	}
-	return img, cleanup, nil
+	return img, rm, nil
 }
 
 // StaticCatalog is a fixed list of bases.
