@@ -244,10 +244,11 @@ type Result struct {
 	Code           int
 }
 
-// Run runs the malocal CLI against this emulator's data dir.
+// Run runs the malocal CLI against this emulator's data dir (given in
+// the environment, so that arguments after "--" stay untouched).
 func (e *Emulator) Run(args ...string) Result {
 	e.t.Helper()
-	return RunCLI(e.t, nil, append(args, "--data-dir", e.DataDir)...)
+	return RunCLI(e.t, []string{"MALOCAL_DATA_DIR=" + e.DataDir}, args...)
 }
 
 // RunCLI runs the malocal binary with extra environment and arguments.

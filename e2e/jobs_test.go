@@ -120,7 +120,7 @@ k=0
 while [ $k -lt $DLS_TASK_NUMBER ]; do
   eval hp=\$BATCH_CUSTOM${k}_HOSTS
   echo "peer$k=$hp"
-  nslookup "${hp%:*}" >/dev/null 2>&1 && echo "resolved$k"
+  for i in $(seq 1 100); do nslookup "${hp%:*}" >/dev/null 2>&1 && echo "resolved$k" && break; sleep 0.3; done
   k=$((k+1))
 done
 if [ "$DLS_TASK_INDEX" = 0 ]; then
@@ -327,7 +327,8 @@ func TestJobSixteenNodes(t *testing.T) {
 	}
 	e, img := jobEnv(t)
 	j := submit(t, e, api.JobSpec{Name: "wide", Image: img, Nodes: 16, AppURL: "s3://code/x/",
-		Command: []string{`nslookup "${BATCH_CUSTOM15_HOSTS%:*}" >/dev/null && echo "ok $DLS_TASK_INDEX"`}})
+		// Peers start in parallel: a script waits for its peers' names, as on the platform.
+		Command: []string{`for i in $(seq 1 100); do nslookup "${BATCH_CUSTOM15_HOSTS%:*}" >/dev/null 2>&1 && echo "ok $DLS_TASK_INDEX" && exit 0; sleep 0.3; done; exit 1`}})
 	j = waitFinal(t, e, j.ID, 5*time.Minute)
 	if j.Status != api.StatusCompleted {
 		t.Fatalf("16 nodes: %s %q", j.Status, j.Reason)
