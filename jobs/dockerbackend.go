@@ -148,7 +148,7 @@ func (b *DockerBackend) Run(ctx context.Context, j *api.Job, rec Recorder) Outco
 		}
 		since := time.Time{}
 		if tl, ok := w.(*taskLog); ok {
-			since = tl.last
+			since = tl.resume
 		}
 		logs.Add(1)
 		go func() {

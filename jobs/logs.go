@@ -21,7 +21,10 @@ type taskLog struct {
 	mu      sync.Mutex
 	f       *os.File
 	partial [2][]byte
-	last    time.Time // time of the last entry written, to resume after a restart
+	// resume is the time of the last line stored before this writer opened:
+	// after a restart the engine resends from there, and those lines are
+	// already stored.
+	resume time.Time
 }
 
 func logPath(dir, jobID string, task int) string {
@@ -38,7 +41,7 @@ func openTaskLog(dir, jobID string, task int) (*taskLog, error) {
 		return nil, fmt.Errorf("opening task log: %w", err)
 	}
 	l := &taskLog{f: f}
-	l.last = lastLogTime(p)
+	l.resume = lastLogTime(p)
 	return l, nil
 }
 
@@ -84,10 +87,9 @@ func (l *taskLog) WriteFrame(s docker.Stream, p []byte) error {
 		if !ok || err != nil {
 			t, text = time.Now().UTC(), line
 		}
-		if !t.After(l.last) && !l.last.IsZero() {
+		if !l.resume.IsZero() && !t.After(l.resume) {
 			continue // already stored before a re-attach
 		}
-		l.last = t
 		buf.WriteString(t.UTC().Format(time.RFC3339Nano))
 		buf.WriteByte(' ')
 		buf.WriteByte(tag)
