@@ -5,16 +5,19 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/emulator"
 )
 
 func newUpCmd(g *globals) *cobra.Command {
 	cfg := emulator.Config{}
-	var logFormat string
+	var logFormat, capMemory, gpus, quota string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the emulator: API and console, S3 API and registry, in one process",
@@ -29,6 +32,27 @@ Every listener binds to loopback unless told otherwise.`,
 			}
 			cfg.DataDir = dir
 			cfg.Version = Version()
+			if capMemory != "" {
+				m, err := api.ParseByteSize(capMemory)
+				if err != nil {
+					return fmt.Errorf("--capacity-memory: %w", err)
+				}
+				cfg.CapacityMemory = int64(m)
+			}
+			if quota != "" {
+				q, err := api.ParseByteSize(quota)
+				if err != nil {
+					return fmt.Errorf("--registry-quota: %w", err)
+				}
+				cfg.RegistryQuota = int64(q)
+			}
+			switch gpus {
+			case "":
+			case "none":
+				cfg.GPUs = []string{}
+			default:
+				cfg.GPUs = strings.Split(gpus, ",")
+			}
 			var h slog.Handler
 			switch logFormat {
 			case "text":
@@ -54,8 +78,22 @@ Every listener binds to loopback unless told otherwise.`,
 	f.StringVar(&cfg.S3Addr, "s3-addr", cmp.Or(os.Getenv("MALOCAL_S3_ADDR"), emulator.DefaultS3Addr), "address of the S3 API (env MALOCAL_S3_ADDR)")
 	f.StringVar(&cfg.RegistryAddr, "registry-addr", cmp.Or(os.Getenv("MALOCAL_REGISTRY_ADDR"), emulator.DefaultRegistryAddr), "address of the registry (env MALOCAL_REGISTRY_ADDR)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", envDuration("MALOCAL_SHUTDOWN_TIMEOUT", 10*time.Second), "how long in-flight requests may run after SIGINT or SIGTERM (env MALOCAL_SHUTDOWN_TIMEOUT)")
+	f.Float64Var(&cfg.CapacityCPUs, "capacity-cpus", envFloat("MALOCAL_CAPACITY_CPUS", 0), "CPUs that running jobs may ask for together; later jobs queue (env MALOCAL_CAPACITY_CPUS; 0: no bound)")
+	f.StringVar(&capMemory, "capacity-memory", os.Getenv("MALOCAL_CAPACITY_MEMORY"), "memory that running jobs may ask for together, e.g. 16g (env MALOCAL_CAPACITY_MEMORY; empty: no bound)")
+	f.StringVar(&gpus, "gpus", os.Getenv("MALOCAL_GPUS"), "GPU ids jobs may use, e.g. 0,1 (env MALOCAL_GPUS; default: from nvidia-smi -L; none: no GPUs)")
+	f.StringVar(&quota, "registry-quota", os.Getenv("MALOCAL_REGISTRY_QUOTA"), "disk the registry may use, e.g. 50g (env MALOCAL_REGISTRY_QUOTA; empty: no bound)")
+	f.DurationVar(&cfg.StopGrace, "stop-grace", envDuration("MALOCAL_STOP_GRACE", 10*time.Second), "time a stopped task gets between SIGTERM and SIGKILL (env MALOCAL_STOP_GRACE)")
 	f.StringVar(&logFormat, "log-format", cmp.Or(os.Getenv("MALOCAL_LOG_FORMAT"), "text"), "log format: text or json (env MALOCAL_LOG_FORMAT)")
 	return cmd
+}
+
+func envFloat(name string, def float64) float64 {
+	if v := os.Getenv(name); v != "" {
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+	}
+	return def
 }
 
 func envDuration(name string, def time.Duration) time.Duration {

@@ -341,3 +341,27 @@ func TestJobSixteenNodes(t *testing.T) {
 	}
 	assertNoLeftovers(t, j.ID)
 }
+
+func TestJobQueueBoundedByCapacity(t *testing.T) {
+	e, img := jobEnv(t, WithArgs("--capacity-cpus", "1"))
+	first := submit(t, e, api.JobSpec{Name: "first", Image: img, AppURL: "s3://code/x/", Flavor: api.Flavor{CPUs: 1}, Command: []string{"sleep", "300"}})
+	second := submit(t, e, api.JobSpec{Name: "second", Image: img, AppURL: "s3://code/x/", Flavor: api.Flavor{CPUs: 0.5}, Command: []string{"true"}})
+	waitStatus(t, e, first.ID, api.StatusRunning, time.Minute)
+	waitStatus(t, e, second.ID, api.StatusPending, time.Minute)
+	j, _ := e.Client().Job(context.Background(), second.ID)
+	if j.QueuePosition != 1 {
+		t.Errorf("queue position %d, want 1", j.QueuePosition)
+	}
+	if r := e.Run("job", "list"); !strings.Contains(r.Stdout, "pending (#1 in queue)") {
+		t.Errorf("job list does not show the queue position:\n%s", r.Stdout)
+	}
+	// Too big for the machine: refused at submit with the numbers.
+	_, err := e.Client().SubmitJob(context.Background(), api.JobSpec{Name: "big", Image: img, AppURL: "s3://code/x/", Nodes: 2, Flavor: api.Flavor{CPUs: 1}, Command: []string{"true"}})
+	if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "asks for 2 CPUs") {
+		t.Errorf("oversized job: %v", err)
+	}
+	e.Client().StopJob(context.Background(), first.ID)
+	if j := waitFinal(t, e, second.ID, time.Minute); j.Status != api.StatusCompleted {
+		t.Errorf("queued job after capacity freed: %s %q", j.Status, j.Reason)
+	}
+}
