@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -258,13 +259,23 @@ func TestJobIndex0PolicyTimeoutAndStop(t *testing.T) {
 
 func TestJobRetries(t *testing.T) {
 	e, img := jobEnv(t)
-	j := submit(t, e, api.JobSpec{Name: "retry", Image: img, AppURL: "s3://code/x/", Retries: 2, Command: []string{"/bin/sh", "-c", "echo attempt; exit 5"}})
+	j := submit(t, e, api.JobSpec{Name: "retry", Image: img, AppURL: "s3://code/x/", LogURL: "s3://code/logs", Retries: 2, Command: []string{"/bin/sh", "-c", "echo attempt; exit 5"}})
 	j = waitFinal(t, e, j.ID, 2*time.Minute)
 	if j.Status != api.StatusFailed || j.Attempt != 2 {
 		t.Fatalf("retries: %s attempt %d", j.Status, j.Attempt)
 	}
 	if n := strings.Count(logsOf(t, e, j.ID, 0), "attempt"); n != 3 {
 		t.Errorf("the task ran %d times, want 3", n)
+	}
+	// The log went to the log dir at the end.
+	obj, err := e.S3Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("code"), Key: aws.String("logs/" + j.ID + "/task-0.log")})
+	if err != nil {
+		t.Fatalf("uploaded log: %v", err)
+	}
+	b, _ := io.ReadAll(obj.Body)
+	obj.Body.Close()
+	if strings.Count(string(b), "attempt") != 3 {
+		t.Errorf("uploaded log:\n%s", b)
 	}
 	assertNoLeftovers(t, j.ID)
 }

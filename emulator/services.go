@@ -9,6 +9,7 @@ import (
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/docker"
 	"github.com/malocal/malocal/fakeobs"
+	"github.com/malocal/malocal/fakeobs/obsclient"
 	"github.com/malocal/malocal/jobs"
 	"github.com/malocal/malocal/registry"
 )
@@ -73,6 +74,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	if s.jobs, err = jobs.NewManager(jctx, jobs.Config{
 		Store: s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
 		Images: imageResolver{reg: s.reg, prefix: registryPrefix(e.service("registry").ln.Addr())}, Buckets: s.obs,
+		Uploader: logUploader{endpoint: s3.url(), creds: creds},
 		Capacity: jobs.Capacity{CPUs: e.cfg.CapacityCPUs, Memory: e.cfg.CapacityMemory, GPUs: gpus},
 		Logger:   e.log.With("service", "jobs"),
 	}); err != nil {
@@ -142,6 +144,22 @@ func (r imageResolver) Resolve(ctx context.Context, image string) (string, strin
 		return "", "", err
 	}
 	return repo, d.Digest, nil
+}
+
+// logUploader copies job logs into the object store through its own
+// loopback listener, signed like any client.
+type logUploader struct {
+	endpoint string
+	creds    Credentials
+}
+
+func (u logUploader) UploadDir(ctx context.Context, dir, url string) error {
+	c, err := obsclient.New(obsclient.Config{Endpoint: u.endpoint, AccessKey: u.creds.AccessKey, SecretKey: u.creds.SecretKey, Region: u.creds.Region})
+	if err != nil {
+		return err
+	}
+	_, err = c.Copy(ctx, dir+"/", url, true)
+	return err
 }
 
 // apiBackend is everything the API serves: the emulator's status, the

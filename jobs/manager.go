@@ -35,6 +35,11 @@ type Buckets interface {
 	BucketExists(ctx context.Context, name string) (bool, error)
 }
 
+// LogUploader copies a local folder of task logs to an object store URL.
+type LogUploader interface {
+	UploadDir(ctx context.Context, dir, url string) error
+}
+
 // Capacity bounds what running jobs may use together. Zero CPUs or Memory
 // means unbounded; GPUs are device IDs.
 type Capacity struct {
@@ -45,12 +50,14 @@ type Capacity struct {
 
 // Config is what a Manager needs.
 type Config struct {
-	Store    *Store
-	Backend  Backend
-	LogDir   string
-	Images   Images
-	Auditor  Auditor // nil: images are not audited, and each job says so
-	Buckets  Buckets // nil: buckets are not checked at submit
+	Store   *Store
+	Backend Backend
+	LogDir  string
+	Images  Images
+	Auditor Auditor // nil: images are not audited, and each job says so
+	Buckets Buckets // nil: buckets are not checked at submit
+	// Uploader copies each task's log to the job's log_url at the end.
+	Uploader LogUploader
 	Capacity Capacity
 	Logger   *slog.Logger
 }
@@ -345,6 +352,7 @@ func (m *Manager) goRun(id string) {
 				m.mu.Unlock()
 				continue
 			}
+			m.uploadLogs(j)
 			code := out.ExitCode
 			m.unreserve(j)
 			m.finish(j, out.Status, out.Reason, &code)
@@ -353,6 +361,26 @@ func (m *Manager) goRun(id string) {
 			return
 		}
 	}()
+}
+
+// uploadLogs copies the job's task logs to <log_url>/<job id>/ when the
+// job has a log dir. Holds m.mu; the upload itself runs unlocked, so
+// readers of the job are not held up.
+func (m *Manager) uploadLogs(j *api.Job) {
+	if j.Spec.LogURL == "" || m.cfg.Uploader == nil {
+		return
+	}
+	dst := strings.TrimSuffix(j.Spec.LogURL, "/") + "/" + j.ID + "/"
+	m.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	err := m.cfg.Uploader.UploadDir(ctx, filepath.Join(m.cfg.LogDir, j.ID), dst)
+	cancel()
+	m.mu.Lock()
+	if err != nil {
+		m.event(j, "", "uploading the logs to "+dst+": "+err.Error())
+		return
+	}
+	m.event(j, "", "logs uploaded to "+dst)
 }
 
 // setStatus changes a job's status with a timestamped event. Holds m.mu.
