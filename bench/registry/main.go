@@ -39,6 +39,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -286,6 +287,14 @@ func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
 
 	servers := map[string]*server{}
 	names := []string{"docker-registry", "malocal"}
+	// order alternates which registry goes first from scenario to
+	// scenario, so a load change on a shared machine hits both.
+	order := func(i int) []string {
+		if i%2 == 1 {
+			return []string{names[1], names[0]}
+		}
+		return names
+	}
 	for _, n := range names {
 		s, err := startServer(ctx, n, dir)
 		if err != nil {
@@ -303,8 +312,8 @@ func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
 		{fmt.Sprintf("docker, %d layers of 4 KiB", smallLayers), small, int64(smallLayers) * 4096},
 	}
 	var rows []row
-	for _, im := range images {
-		for _, n := range names {
+	for i, im := range images {
+		for _, n := range order(i) {
 			dst := "localhost:" + portOf(servers[n].addr) + "/" + strings.TrimSuffix(im.src, ":src") + ":1"
 			tags = append(tags, dst)
 			if err := docker(ctx, "tag", im.src, dst); err != nil {
@@ -324,7 +333,7 @@ func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
 	}
 	for i := range rows {
 		r := &rows[i]
-		src := images[i/len(names)].src
+		src := images[i/2].src
 		dst := "localhost:" + portOf(servers[r.registry].addr) + "/" + strings.TrimSuffix(src, ":src") + ":1"
 		fmt.Fprintf(os.Stderr, "pull %s\n", dst)
 		d, err := timed(func() error { return docker(ctx, "pull", dst) })
@@ -337,26 +346,45 @@ func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
 		}
 	}
 
-	// go-containerregistry's client: 200 layers, pushed and pulled in full.
-	gimg, err := smallImage(ggcrLayers)
+	// go-containerregistry's client, which neither compresses nor
+	// extracts: what is left is the registry's own speed. One layer of
+	// noise as large as docker's, then 200 small layers.
+	noise := make([]byte, bigBytes)
+	rand.NewChaCha8([32]byte{2}).Read(noise)
+	bigLayer := static.NewLayer(noise, types.OCILayer)
+	gbig, err := mutate.AppendLayers(empty.Image, bigLayer)
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		ref, err := name.ParseReference(servers[n].addr+"/malocal-bench/many:1", name.Insecure)
-		if err != nil {
-			return err
+	gsmall, err := smallImage(ggcrLayers)
+	if err != nil {
+		return err
+	}
+	ggcr := []struct {
+		scenario, repo string
+		img            v1.Image
+		bytes          int64
+	}{
+		{fmt.Sprintf("ggcr client, 1 layer of %d MiB", bigMiB), "malocal-bench/ggcr-big", gbig, bigBytes},
+		{fmt.Sprintf("ggcr client, %d layers of 4 KiB", ggcrLayers), "malocal-bench/ggcr-many", gsmall, int64(ggcrLayers) * 4096},
+	}
+	for i, g := range ggcr {
+		for _, n := range order(i) {
+			ref, err := name.ParseReference(servers[n].addr+"/"+g.repo+":1", name.Insecure)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "ggcr push and pull %s\n", ref)
+			push, err := timed(func() error { return remote.Write(ref, g.img, remote.WithContext(ctx)) })
+			if err != nil {
+				return fmt.Errorf("ggcr push to %s: %w", n, err)
+			}
+			pull, err := timed(func() error { return pullAll(ctx, ref) })
+			if err != nil {
+				return fmt.Errorf("ggcr pull from %s: %w", n, err)
+			}
+			rows = append(rows, row{scenario: g.scenario, registry: n, push: push, pull: pull, bytes: g.bytes})
 		}
-		push, err := timed(func() error { return remote.Write(ref, gimg, remote.WithContext(ctx)) })
-		if err != nil {
-			return fmt.Errorf("ggcr push to %s: %w", n, err)
-		}
-		pull, err := timed(func() error { return pullAll(ctx, ref) })
-		if err != nil {
-			return fmt.Errorf("ggcr pull from %s: %w", n, err)
-		}
-		rows = append(rows, row{scenario: fmt.Sprintf("ggcr client, %d layers of 4 KiB", ggcrLayers), registry: n,
-			push: push, pull: pull, bytes: int64(ggcrLayers) * 4096})
 	}
 
 	fmt.Printf("| scenario | registry | push | pull |\n|---|---|---|---|\n")
