@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
 )
 
 // JobBackend is the optional backend capability behind the job routes.
@@ -53,17 +56,8 @@ func (s *Server) registerJobs() {
 	})
 	// Logs stream as JSON lines, flushed as they come.
 	s.mux.HandleFunc("GET "+Prefix+"/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		task := -1
-		if t := r.URL.Query().Get("task"); t != "" {
-			var err error
-			if task, err = strconv.Atoi(t); err != nil || task < 0 {
-				writeError(w, Invalidf("task: %q is not a task index", t))
-				return
-			}
-		}
-		follow := r.URL.Query().Get("follow") == "1" || r.URL.Query().Get("follow") == "true"
-		id := r.PathValue("id")
-		if _, err := b.Job(r.Context(), id); err != nil {
+		id, task, follow, err := logsQuery(r, b)
+		if err != nil {
 			writeError(w, err)
 			return
 		}
@@ -71,7 +65,7 @@ func (s *Server) registerJobs() {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		rc := http.NewResponseController(w)
 		enc := json.NewEncoder(w)
-		err := b.JobLogs(r.Context(), id, task, follow, func(l LogLine) error {
+		err = b.JobLogs(r.Context(), id, task, follow, func(l LogLine) error {
 			if err := enc.Encode(l); err != nil {
 				return err
 			}
@@ -82,6 +76,46 @@ func (s *Server) registerJobs() {
 			enc.Encode(LogLine{Task: -1, Text: "error: " + err.Error(), Stderr: true})
 		}
 	})
+	// The same lines over a websocket, one JSON text message each, for the
+	// console. A reconnecting page asks again and gets the whole log.
+	s.mux.HandleFunc("GET "+Prefix+"/jobs/{id}/logs/ws", func(w http.ResponseWriter, r *http.Request) {
+		id, task, follow, err := logsQuery(r, b)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		c, err := websocket.Accept(w, r, nil) // same-origin only, as every write
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		ctx := c.CloseRead(r.Context())
+		err = b.JobLogs(ctx, id, task, follow, func(l LogLine) error {
+			return wsjson.Write(ctx, c, l)
+		})
+		if err != nil && ctx.Err() == nil {
+			wsjson.Write(ctx, c, LogLine{Task: -1, Text: "error: " + err.Error(), Stderr: true})
+			c.Close(websocket.StatusInternalError, "log stream failed")
+			return
+		}
+		c.Close(websocket.StatusNormalClosure, "end of log")
+	})
+}
+
+// logsQuery reads the job id, ?task= and ?follow= of a logs request.
+func logsQuery(r *http.Request, b JobBackend) (id string, task int, follow bool, err error) {
+	task = -1
+	if t := r.URL.Query().Get("task"); t != "" {
+		if task, err = strconv.Atoi(t); err != nil || task < 0 {
+			return "", 0, false, Invalidf("task: %q is not a task index", t)
+		}
+	}
+	follow = r.URL.Query().Get("follow") == "1" || r.URL.Query().Get("follow") == "true"
+	id = r.PathValue("id")
+	if _, err := b.Job(r.Context(), id); err != nil {
+		return "", 0, false, err
+	}
+	return id, task, follow, nil
 }
 
 // SubmitJob submits a job.
