@@ -304,4 +304,33 @@ func TestProtocolDetails(t *testing.T) {
 	if r := do("GET", loc, nil); r.StatusCode != 404 {
 		t.Fatalf("finished session = %d", r.StatusCode)
 	}
+
+	// Paging of tags and the catalog.
+	img, err := random.Image(100, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"a", "b", "c"} {
+		if err := remote.Write(ref(t, addr+"/p/q:"+tag), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = do("GET", "/v2/p/q/tags/list?n=2", nil)
+	b, _ = io.ReadAll(r.Body)
+	if string(b) != `{"name":"p/q","tags":["a","b"]}`+"\n" || r.Header.Get("Link") != `</v2/p/q/tags/list?last=b&n=2>; rel="next"` {
+		t.Fatalf("page 1 = %s %q", b, r.Header.Get("Link"))
+	}
+	r = do("GET", "/v2/p/q/tags/list?n=2&last=b", nil)
+	b, _ = io.ReadAll(r.Body)
+	if string(b) != `{"name":"p/q","tags":["c"]}`+"\n" || r.Header.Get("Link") != "" {
+		t.Fatalf("page 2 = %s %q", b, r.Header.Get("Link"))
+	}
+	r = do("GET", "/v2/_catalog?n=1", nil)
+	b, _ = io.ReadAll(r.Body)
+	if string(b) != `{"repositories":["a"]}`+"\n" || r.Header.Get("Link") != `</v2/_catalog?last=a&n=1>; rel="next"` {
+		t.Fatalf("catalog = %s %q", b, r.Header.Get("Link"))
+	}
+	if r := do("GET", "/v2/p/q/tags/list?n=x", nil); r.StatusCode != 400 {
+		t.Fatalf("bad n = %d", r.StatusCode)
+	}
 }
