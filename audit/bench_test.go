@@ -35,7 +35,7 @@ func BenchmarkAuditAddedLayer(b *testing.B) {
 	b.SetBytes(100 << 20)
 	b.ResetTimer()
 	cpu0 := cpuTime()
-	defer func() { b.ReportMetric((cpuTime() - cpu0).Seconds()/float64(b.N), "cpu-s/op") }()
+	defer func() { b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op") }()
 	for b.Loop() {
 		rep, err := a.Audit(context.Background(), img, Options{})
 		if err != nil || rep.Verdict != Pass {
