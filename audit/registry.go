@@ -1,0 +1,88 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// ImageSource hands out images by repository and tag or digest;
+// (*registry.Registry).Image, which reads the registry's files with no
+// network hop, is one.
+type ImageSource interface {
+	Image(ctx context.Context, repo, ref string) (v1.Image, error)
+}
+
+// RegistryAuditor audits images of the embedded registry by repository and
+// digest. Its Audit method is the one the job manager calls before a job
+// first uses an image (jobs.Auditor).
+type RegistryAuditor struct {
+	Source  ImageSource
+	Auditor *Auditor
+	Options Options
+	// LogDir, when set, keeps each audit's text report and log as
+	// LogDir/<manifest digest hex>.log, for the user to read.
+	LogDir string
+}
+
+// Audit audits repo@digest. reasons name rule, layer and path of each
+// violation; err means the image could not be audited.
+func (r *RegistryAuditor) Audit(ctx context.Context, repo, digest string) (passed bool, reasons []string, err error) {
+	img, err := r.Source.Image(ctx, repo, digest)
+	if err != nil {
+		return false, nil, fmt.Errorf("open %s@%s: %w", repo, digest, err)
+	}
+	rep, err := r.Auditor.Audit(ctx, img, r.Options)
+	if err != nil {
+		return false, nil, fmt.Errorf("audit %s@%s: %w", repo, digest, err)
+	}
+	rep.Image = repo + "@" + digest
+	if r.LogDir != "" {
+		if err := r.keepLog(rep); err != nil {
+			return false, nil, err
+		}
+	}
+	return rep.Verdict == Pass, Reasons(rep), nil
+}
+
+// Reasons renders a report's violations one line each.
+func Reasons(rep *Report) []string {
+	var out []string
+	for _, v := range rep.Violations {
+		where := "image"
+		if v.LayerIndex >= 0 {
+			where = fmt.Sprintf("layer %d (%s)", v.LayerIndex, v.Layer)
+		}
+		if v.Path != "" {
+			where += " " + v.Path
+		}
+		out = append(out, fmt.Sprintf("%s %s: %s", v.Rule, where, v.Detail))
+	}
+	return out
+}
+
+// keepLog appends the audit's report and log to its file.
+func (r *RegistryAuditor) keepLog(rep *Report) error {
+	if err := os.MkdirAll(r.LogDir, 0o755); err != nil {
+		return fmt.Errorf("audit log dir: %w", err)
+	}
+	name := strings.TrimPrefix(rep.ManifestDigest, "sha256:")
+	name = strings.ReplaceAll(name, ":", "-")
+	f, err := os.OpenFile(filepath.Join(r.LogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	if err := rep.WriteText(f); err != nil {
+		f.Close()
+		return fmt.Errorf("audit log: %w", err)
+	}
+	fmt.Fprintf(f, "\nlog:\n  %s\n\n", strings.Join(rep.Log, "\n  "))
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("audit log: %w", err)
+	}
+	return nil
+}
