@@ -31,8 +31,13 @@ type Base struct {
 	SupersededBy string    `json:"superseded_by,omitempty"`
 }
 
-// Ref is name:tag@digest.
-func (b Base) Ref() string { return b.Name + ":" + b.Tag + "@" + b.Digest }
+// Ref is name:tag@digest, or name@digest without a tag.
+func (b Base) Ref() string {
+	if b.Tag == "" {
+		return b.Name + "@" + b.Digest
+	}
+	return b.Name + ":" + b.Tag + "@" + b.Digest
+}
 
 // BaseCatalog answers which official bases exist, current and superseded.
 type BaseCatalog interface {

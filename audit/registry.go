@@ -42,7 +42,7 @@ func (r *RegistryAuditor) Audit(ctx context.Context, repo, digest string) (passe
 	}
 	rep.Image = repo + "@" + digest
 	if r.LogDir != "" {
-		if err := r.keepLog(rep); err != nil {
+		if err := AppendLog(r.LogDir, rep); err != nil {
 			return false, nil, err
 		}
 	}
@@ -65,14 +65,15 @@ func Reasons(rep *Report) []string {
 	return out
 }
 
-// keepLog appends the audit's report and log to its file.
-func (r *RegistryAuditor) keepLog(rep *Report) error {
-	if err := os.MkdirAll(r.LogDir, 0o755); err != nil {
+// AppendLog appends an audit's text report and log to
+// dir/<manifest digest hex>.log, one file per image, every audit kept.
+func AppendLog(dir string, rep *Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("audit log dir: %w", err)
 	}
 	name := strings.TrimPrefix(rep.ManifestDigest, "sha256:")
 	name = strings.ReplaceAll(name, ":", "-")
-	f, err := os.OpenFile(filepath.Join(r.LogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}

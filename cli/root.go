@@ -79,5 +79,6 @@ training jobs on Docker containers that see the platform's environment.`,
 		newBaseCmd(g),
 		newJobCmd(g),
 	)
+	attachImageAudit(root, g) // malocal image audit, in audit.go
 	return root
 }

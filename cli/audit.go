@@ -1,0 +1,245 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/spf13/cobra"
+
+	"github.com/malocal/malocal/audit"
+	"github.com/malocal/malocal/baseimage"
+)
+
+// attachImageAudit adds `audit` to the `image` command.
+func attachImageAudit(root *cobra.Command, g *globals) {
+	for _, c := range root.Commands() {
+		if c.Name() == "image" {
+			c.AddCommand(newImageAuditCmd(g))
+			return
+		}
+	}
+	img := &cobra.Command{Use: "image", Short: "Work with images"}
+	img.AddCommand(newImageAuditCmd(g))
+	root.AddCommand(img)
+}
+
+type auditFlags struct {
+	format     string
+	ignore     []string
+	ignoreFile string
+	rules      []string
+	bases      []string
+	maxSize    int64
+	force      bool
+	noCache    bool
+}
+
+func newImageAuditCmd(g *globals) *cobra.Command {
+	f := &auditFlags{}
+	cmd := &cobra.Command{
+		Use:   "audit IMAGE",
+		Short: "Audit an image against the platform's image rules",
+		Long: `Audit an image as the platform does before a job first uses it: built on a
+current official base, every layer matching its diff_id, no malicious code,
+protected base files unchanged, no new setuid root files, at most 9.5 GB.
+
+IMAGE is one of:
+  REPO:TAG, REPO@DIGEST   an image in the running emulator's registry
+  PATH                    a docker-save tarball or an OCI layout directory
+  docker:REF              an image in the local Docker engine (docker save)
+
+The official bases are those recorded in the data dir (malocal base build /
+base add), plus any given with --base (same forms as IMAGE). Verdicts are
+cached in the data dir by digest: --force audits again. Violations listed in
+.malocalignore (one "RULE" or "RULE PATH" a line) or given with --ignore are
+reported as ignored; MA-BASE-002 and MA-LAYER-001 cannot be ignored.
+
+Exit status: 0 the image passes, 1 it violates a rule, 2 it could not be audited.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := runAudit(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), g, f, args[0]); err != nil {
+				var ee *exitError
+				if errors.As(err, &ee) {
+					return err
+				}
+				return &exitError{code: 2, err: err}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.format, "format", "text", "report format: text, json or sarif")
+	fl.StringArrayVar(&f.ignore, "ignore", nil, `ignore a rule: "RULE" or "RULE PATH" (repeatable)`)
+	fl.StringVar(&f.ignoreFile, "ignore-file", audit.IgnoreFile, "ignore file, read when it exists")
+	fl.StringArrayVar(&f.rules, "rules", nil, "extra signature rules file (format: see audit/signatures.rules; repeatable)")
+	fl.StringArrayVar(&f.bases, "base", nil, "also accept this image as a current official base (repeatable)")
+	fl.Int64Var(&f.maxSize, "max-size", audit.DefaultMaxSize, "largest allowed image size in bytes, uncompressed")
+	fl.BoolVar(&f.force, "force", false, "audit again even if a verdict is cached")
+	fl.BoolVar(&f.noCache, "no-cache", false, "neither read nor store cached verdicts")
+	return cmd
+}
+
+func runAudit(ctx context.Context, stdout, stderr io.Writer, g *globals, f *auditFlags, ref string) error {
+	if f.format != "text" && f.format != "json" && f.format != "sarif" {
+		return fmt.Errorf("--format %q: use text, json or sarif", f.format)
+	}
+	opts := audit.Options{MaxSize: f.maxSize, Force: f.force}
+	lines, err := audit.ReadIgnoreFile(f.ignoreFile)
+	if err != nil {
+		return err
+	}
+	opts.Ignore = append(lines, f.ignore...)
+	for _, p := range f.rules {
+		sigs, err := readRules(p)
+		if err != nil {
+			return err
+		}
+		opts.Signatures = append(opts.Signatures, sigs...)
+	}
+
+	// The data dir is optional: without one (CI on a tarball) there is no
+	// recorded base, cache or log, and --base names the bases.
+	var dataDir string
+	if p, err := g.dataDirPath(); err == nil {
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			dataDir = p
+		}
+	}
+	var catalog multiCatalog
+	if dataDir != "" {
+		catalog = append(catalog, audit.CatalogFile(baseimage.OpenCatalog(dataDir).Path()))
+	}
+	var extra audit.StaticCatalog
+	var cleanups []func() error
+	defer func() {
+		for _, c := range cleanups {
+			c()
+		}
+	}()
+	open := func(ref string) (v1.Image, error) {
+		img, cleanup, err := openAuditImage(ctx, g, ref)
+		if cleanup != nil {
+			cleanups = append(cleanups, cleanup)
+		}
+		return img, err
+	}
+	for _, b := range f.bases {
+		img, err := open(b)
+		if err != nil {
+			return fmt.Errorf("--base %s: %w", b, err)
+		}
+		rec, err := audit.BaseFromImage(b, "", img)
+		if err != nil {
+			return fmt.Errorf("--base %s: %w", b, err)
+		}
+		extra = append(extra, rec)
+	}
+	catalog = append(catalog, extra)
+
+	var cache audit.Cache
+	if dataDir != "" && !f.noCache {
+		dir := filepath.Join(dataDir, "audit")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("audit dir: %w", err)
+		}
+		bc, err := audit.OpenBoltCache(filepath.Join(dir, "verdicts.db"))
+		if err != nil {
+			// A running emulator may hold the file: audit without it.
+			fmt.Fprintf(stderr, "malocal: verdict cache unavailable, auditing without it: %v\n", err)
+		} else {
+			defer bc.Close()
+			cache = bc
+		}
+	}
+
+	img, err := open(ref)
+	if err != nil {
+		return err
+	}
+	rep, err := audit.NewAuditor(catalog, cache).Audit(ctx, img, opts)
+	if err != nil {
+		return err
+	}
+	rep.Image = ref
+	if dataDir != "" {
+		if err := audit.AppendLog(filepath.Join(dataDir, "audit", "logs"), rep); err != nil {
+			fmt.Fprintf(stderr, "malocal: %v\n", err)
+		}
+	}
+	switch f.format {
+	case "json":
+		err = rep.WriteJSON(stdout)
+	case "sarif":
+		err = rep.WriteSARIF(stdout)
+	default:
+		err = rep.WriteText(stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if rep.Verdict != audit.Pass {
+		return &exitError{code: 1, err: fmt.Errorf("%s failed the audit: %d violations", ref, len(rep.Violations))}
+	}
+	return nil
+}
+
+func readRules(p string) ([]audit.Signature, error) {
+	fh, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("--rules: %w", err)
+	}
+	defer fh.Close()
+	sigs, err := audit.ParseSignatures(fh)
+	if err != nil {
+		return nil, fmt.Errorf("--rules %s: %w", p, err)
+	}
+	return sigs, nil
+}
+
+// openAuditImage opens docker:REF from the Docker engine, a path as a
+// tarball or OCI layout, and anything else from the emulator's registry.
+func openAuditImage(ctx context.Context, g *globals, ref string) (v1.Image, func() error, error) {
+	if r, ok := strings.CutPrefix(ref, "docker:"); ok {
+		return audit.FromDockerEngine(ctx, r)
+	}
+	if _, err := os.Stat(ref); err == nil {
+		img, err := audit.FromTarball(ref)
+		return img, nil, err
+	}
+	reg, err := g.baseRegistry("")
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s is not a file, and no registry to find it in: %w", ref, err)
+	}
+	r, err := name.ParseReference(ref, name.Insecure, name.WithDefaultRegistry(strings.TrimPrefix(reg, "http://")))
+	if err != nil {
+		return nil, nil, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	img, err := remote.Image(r, remote.WithContext(ctx))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s from the registry: %w", r, err)
+	}
+	return img, nil, nil
+}
+
+// multiCatalog is the union of catalogs.
+type multiCatalog []audit.BaseCatalog
+
+func (m multiCatalog) Bases(ctx context.Context) ([]audit.Base, error) {
+	var out []audit.Base
+	for _, c := range m {
+		bs, err := c.Bases(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bs...)
+	}
+	return out, nil
+}
