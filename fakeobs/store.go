@@ -185,6 +185,11 @@ func checkKey(key string) error {
 	return nil
 }
 
+// errNoSuchKey is S3's NoSuchKey with its message (gofakes3's has none).
+func errNoSuchKey() error {
+	return gofakes3.ErrorMessage(gofakes3.ErrNoSuchKey, "The specified key does not exist.")
+}
+
 func checkBucketName(name string) error {
 	if gofakes3.ValidateBucketName(name) != nil {
 		return gofakes3.BucketNotFound(name)
@@ -271,7 +276,7 @@ func (b *backend) CreateBucket(name string) error {
 	defer b.tree.Unlock()
 	if err := b.root.Mkdir(name, 0o700); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return gofakes3.ResourceError(gofakes3.ErrBucketAlreadyExists, name)
+			return gofakes3.ErrorMessage(gofakes3.ErrBucketAlreadyExists, "The requested bucket name is not available")
 		}
 		return fmt.Errorf("fakeobs: create bucket %s: %w", name, err)
 	}
@@ -296,7 +301,7 @@ func (b *backend) DeleteBucket(name string) error {
 		return err
 	}
 	if !empty {
-		return gofakes3.ResourceError(gofakes3.ErrBucketNotEmpty, name)
+		return gofakes3.ErrorMessage(gofakes3.ErrBucketNotEmpty, "The bucket you tried to delete is not empty")
 	}
 	return b.removeBucket(name)
 }
@@ -311,6 +316,18 @@ func (b *backend) ForceDeleteBucket(name string) error {
 }
 
 func (b *backend) removeBucket(name string) error {
+	// Its multipart uploads go with it.
+	ups, err := b.allUploads()
+	if err != nil {
+		return err
+	}
+	for _, u := range ups {
+		if u.u.Bucket == name {
+			if err := b.root.RemoveAll(uploadPath(u.id)); err != nil {
+				return fmt.Errorf("fakeobs: remove upload %s of bucket %s: %w", u.id, name, err)
+			}
+		}
+	}
 	if err := b.root.RemoveAll(name); err != nil {
 		return fmt.Errorf("fakeobs: remove bucket %s: %w", name, err)
 	}
@@ -615,14 +632,14 @@ func (b *backend) openObject(bucket, key string) (*os.File, objInfo, error) {
 		return nil, objInfo{}, err
 	}
 	if checkKey(key) != nil {
-		return nil, objInfo{}, gofakes3.KeyNotFound(key)
+		return nil, objInfo{}, errNoSuchKey()
 	}
 	unlock := b.keys.lock(bucket + "/" + key)
 	defer unlock()
 	f, err := b.root.Open(dataPath(bucket, key))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
-			return nil, objInfo{}, gofakes3.KeyNotFound(key)
+			return nil, objInfo{}, errNoSuchKey()
 		}
 		return nil, objInfo{}, fmt.Errorf("fakeobs: open %s/%s: %w", bucket, key, err)
 	}
@@ -633,7 +650,7 @@ func (b *backend) openObject(bucket, key string) (*os.File, objInfo, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, objInfo{}, gofakes3.KeyNotFound(key)
+		return nil, objInfo{}, errNoSuchKey()
 	}
 	info := objInfo{size: fi.Size(), mod: fi.ModTime()}
 	sc, err := b.readSidecar(bucket, key)
@@ -737,11 +754,17 @@ func (b *backend) commit(bucket, key string, t *tempFile, etag string, meta map[
 	}
 	unlock := b.keys.lock(bucket + "/" + key)
 	defer unlock()
+	b.tree.RLock()
+	defer b.tree.RUnlock()
+	// The bucket may have gone while the body streamed in.
+	if fi, err := b.root.Stat(bucket); err != nil || !fi.IsDir() {
+		return gofakes3.BucketNotFound(bucket)
+	}
 	if cond != nil {
 		ci := gofakes3.ConditionalObjectInfo{}
-		if sc, err := b.readSidecar(bucket, key); err == nil {
-			if _, err := b.root.Stat(dataPath(bucket, key)); err == nil {
-				ci.Exists = true
+		if fi, err := b.root.Lstat(dataPath(bucket, key)); err == nil && fi.Mode().IsRegular() {
+			ci.Exists = true
+			if sc, err := b.readSidecar(bucket, key); err == nil {
 				ci.Hash, _ = hex.DecodeString(strings.SplitN(sc.ETag, "-", 2)[0])
 			}
 		}
@@ -749,8 +772,6 @@ func (b *backend) commit(bucket, key string, t *tempFile, etag string, meta map[
 			return err
 		}
 	}
-	b.tree.RLock()
-	defer b.tree.RUnlock()
 	dst := dataPath(bucket, key)
 	if isDirKey(key) {
 		// The directory makes "folder/" show up in listings.
