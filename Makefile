@@ -19,6 +19,9 @@ lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
+OCI_CONFORMANCE_BIN ?= $(HOME)/.cache/malocal/oci-conformance
+export OCI_CONFORMANCE_BIN
+
 test: ## install what the tests need, lint, then run every test (Docker required)
 	bash .ci/install.sh
 	$(MAKE) lint

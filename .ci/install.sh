@@ -4,8 +4,13 @@
 set -euo pipefail
 
 # Debian packages the tests use (real clients and tools, never mocks).
+#   busybox-static  the small image that job tests run (e2e)
+#   awscli s3cmd rclone python3-boto3  S3 clients against the object store
+#   skopeo  copies images to and from the registry
+#   mmdebstrap  builds an official base offline from Debian packages
 pkgs=(
-  ca-certificates git make
+  ca-certificates git make bash python3 busybox-static
+  awscli s3cmd rclone python3-boto3 skopeo mmdebstrap
 )
 
 missing=()
@@ -24,3 +29,10 @@ command -v docker >/dev/null || { echo "Docker is required: install the Docker e
 docker info --format 'docker engine {{.ServerVersion}}' || { echo "the Docker engine is not reachable: start it (systemctl start docker)" >&2; exit 1; }
 
 go mod download
+
+# The OCI distribution-spec conformance suite, built once and cached.
+conformance="${OCI_CONFORMANCE_BIN:-$HOME/.cache/malocal/oci-conformance}"
+if [ ! -x "$conformance" ]; then
+  echo "building the OCI conformance suite into $conformance"
+  sh .ci/conformance-install.sh "$conformance" >/dev/null
+fi

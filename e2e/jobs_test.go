@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/malocal/malocal/api"
@@ -27,24 +26,6 @@ func jobEnv(t *testing.T, opts ...Option) (*Emulator, string) {
 	img := e.BusyboxImage(t, "test/busybox", "1")
 	e.MakeBucket(t, "code")
 	return e, img
-}
-
-// MakeBucket creates a bucket with aws-sdk-go-v2.
-func (e *Emulator) MakeBucket(t testing.TB, name string) {
-	t.Helper()
-	if _, err := e.S3Client().CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
-		t.Fatalf("creating bucket %s: %v", name, err)
-	}
-}
-
-// S3Client is an aws-sdk-go-v2 client of the emulator's object store.
-func (e *Emulator) S3Client() *s3.Client {
-	return s3.New(s3.Options{
-		BaseEndpoint: aws.String("http://" + e.S3),
-		Region:       e.Creds.Region,
-		Credentials:  credentials.NewStaticCredentialsProvider(e.Creds.AccessKey, e.Creds.SecretKey, ""),
-		UsePathStyle: true,
-	})
 }
 
 func submit(t *testing.T, e *Emulator, spec api.JobSpec) *api.Job {
