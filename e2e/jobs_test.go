@@ -357,3 +357,39 @@ func TestJobQueueBoundedByCapacity(t *testing.T) {
 		t.Errorf("queued job after capacity freed: %s %q", j.Status, j.Reason)
 	}
 }
+
+func TestJobFailsWhenItsContainersVanishDuringADowntime(t *testing.T) {
+	e, img := jobEnv(t)
+	j := submit(t, e, api.JobSpec{Name: "vanish", Image: img, Nodes: 2, AppURL: "s3://code/x/", Command: []string{"sleep", "300"}})
+	waitStatus(t, e, j.ID, api.StatusRunning, time.Minute)
+	// Wait until both containers exist, then stop the emulator cleanly.
+	deadline := time.Now().Add(time.Minute)
+	var victim string
+	for {
+		cur, _ := e.Client().Job(context.Background(), j.ID)
+		if cur.Tasks[0].Container != "" && cur.Tasks[1].Container != "" {
+			victim = cur.Tasks[1].Container
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("containers not created")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code := e.Stop(); code != 0 {
+		t.Fatalf("stop: %d", code)
+	}
+	out, err := exec.Command("docker", "ps", "-q", "--filter", "label=malocal.job="+j.ID).Output()
+	if n := len(strings.Fields(string(out))); err != nil || n != 2 {
+		t.Fatalf("a clean stop should leave the job's 2 containers running, found %d (%v)", n, err)
+	}
+	if out, err := exec.Command("docker", "rm", "-f", victim).CombinedOutput(); err != nil {
+		t.Fatalf("removing task 1's container: %v %s", err, out)
+	}
+	e2 := e.Restart()
+	got := waitFinal(t, e2, j.ID, 2*time.Minute)
+	if got.Status != api.StatusFailed || !strings.Contains(got.Reason, "task 1's container") || !strings.Contains(got.Reason, "gone") {
+		t.Errorf("after its container vanished: %s %q", got.Status, got.Reason)
+	}
+	assertNoLeftovers(t, j.ID)
+}

@@ -96,6 +96,11 @@ func (b *DockerBackend) Run(ctx context.Context, j *api.Job, rec Recorder) Outco
 			reattached++
 			continue
 		}
+		if j.Tasks[i].Container != "" {
+			// Created by an earlier run of the emulator, and gone since.
+			b.stopAll(ids)
+			return fail("task %d's container %.12s is gone (removed while the emulator was down)", i, j.Tasks[i].Container)
+		}
 		var gpus []string
 		rec.Task(i, func(t *api.Task) { gpus = t.GPUs })
 		id, err := b.Engine.ContainerCreate(ctx, ContainerName(j, i), ContainerSpec(j, i, c, gpus))
