@@ -153,8 +153,8 @@ func (o Options) resolve() (*resolved, error) {
 	for _, p := range r.Protected {
 		fmt.Fprintf(h, "prot\x00%s\x00", p)
 	}
-	for _, i := range r.Ignore {
-		fmt.Fprintf(h, "ign\x00%s\x00", strings.TrimSpace(i))
+	for _, i := range r.ignore {
+		fmt.Fprintf(h, "ign\x00%s\x00%s\x00", i.rule, i.pattern)
 	}
 	r.policy = fmt.Sprintf("sha256:%x", h.Sum(nil))
 	return r, nil

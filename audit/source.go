@@ -2,6 +2,7 @@ package audit
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,10 +12,12 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // FromTarball opens an image stored in a file: a `docker save` tar (legacy
@@ -40,7 +43,62 @@ func FromTarball(p string) (v1.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read image tarball %s: %w", p, err)
 	}
-	return &tarballImage{Image: img, path: p, files: m[0].Layers}, nil
+	t := &tarballImage{Image: img, path: p, files: m[0].Layers}
+	if t.sizes, err = plainLayerSizes(p, m[0].Layers); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// plainLayerSizes returns the sizes of the layer files when all of them
+// are stored uncompressed, else nil. It reads only tar headers and the
+// first bytes of each file.
+func plainLayerSizes(p string, layers []string) ([]int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	type member struct {
+		size  int64
+		link  string
+		magic []byte
+	}
+	files := map[string]member{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		m := member{size: h.Size}
+		if h.Typeflag == tar.TypeSymlink {
+			m.link = path.Join(path.Dir(path.Clean(h.Name)), h.Linkname)
+		} else {
+			m.magic = make([]byte, 4)
+			n, _ := io.ReadFull(tr, m.magic)
+			m.magic = m.magic[:n]
+		}
+		files[path.Clean(h.Name)] = m
+	}
+	sizes := make([]int64, len(layers))
+	for i, l := range layers {
+		m, ok := files[path.Clean(l)]
+		for hops := 0; ok && m.link != "" && hops < 8; hops++ {
+			m, ok = files[m.link]
+		}
+		if !ok || m.link != "" {
+			return nil, fmt.Errorf("%s: layer %s not found", p, l)
+		}
+		if bytes.HasPrefix(m.magic, []byte{0x1f, 0x8b}) || bytes.HasPrefix(m.magic, []byte{0x28, 0xb5, 0x2f, 0xfd}) {
+			return nil, nil
+		}
+		sizes[i] = m.size
+	}
+	return sizes, nil
 }
 
 func fromLayout(dir string) (v1.Image, error) {
@@ -84,6 +142,76 @@ type tarballImage struct {
 	v1.Image
 	path  string
 	files []string // layer files in the tar, bottom first
+	sizes []int64  // their sizes when all are stored uncompressed, else nil
+
+	once     sync.Once
+	manifest []byte
+	err      error
+}
+
+// RawManifest describes the image as the tarball stores it. For plain
+// layers that is a manifest of uncompressed layers (as Docker 25's own OCI
+// manifest in such a file): go-containerregistry would otherwise gzip every
+// layer, the base's too, only to name the compressed blobs.
+func (t *tarballImage) RawManifest() ([]byte, error) {
+	if t.sizes == nil {
+		return t.Image.RawManifest()
+	}
+	t.once.Do(func() { t.manifest, t.err = t.plainManifest() })
+	return t.manifest, t.err
+}
+
+func (t *tarballImage) plainManifest() ([]byte, error) {
+	raw, err := t.Image.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("parse config: %w", err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(t.sizes) {
+		return t.Image.RawManifest()
+	}
+	cd, _, err := v1.SHA256(bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	m := v1.Manifest{SchemaVersion: 2, MediaType: types.DockerManifestSchema2,
+		Config: v1.Descriptor{MediaType: types.DockerConfigJSON, Size: int64(len(raw)), Digest: cd}}
+	for i, d := range cfg.RootFS.DiffIDs {
+		m.Layers = append(m.Layers, v1.Descriptor{MediaType: types.DockerUncompressedLayer, Size: t.sizes[i], Digest: d})
+	}
+	return json.Marshal(m)
+}
+
+func (t *tarballImage) Manifest() (*v1.Manifest, error) {
+	raw, err := t.RawManifest()
+	if err != nil {
+		return nil, err
+	}
+	return v1.ParseManifest(bytes.NewReader(raw))
+}
+
+func (t *tarballImage) Digest() (v1.Hash, error) {
+	raw, err := t.RawManifest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	return h, err
+}
+
+func (t *tarballImage) MediaType() (types.MediaType, error) {
+	if t.sizes == nil {
+		return t.Image.MediaType()
+	}
+	return types.DockerManifestSchema2, nil
+}
+
+func (t *tarballImage) Size() (int64, error) {
+	raw, err := t.RawManifest()
+	return int64(len(raw)), err
 }
 
 func (t *tarballImage) Layers() ([]v1.Layer, error) {

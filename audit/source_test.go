@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // writeDockerSave writes img as `docker save` of Docker < 25 does: a
@@ -49,9 +50,9 @@ func writeDockerSave(t *testing.T, img v1.Image, p string) {
 	}
 	var files []string
 	written := map[v1.Hash]string{}
-	for _, l := range ls {
+	for i, l := range ls {
 		d, _ := l.DiffID()
-		name := d.Hex + "/layer.tar"
+		name := fmt.Sprintf("%02d%s/layer.tar", i, d.Hex[:20]) // docker names them by v1 layer ID, one per position
 		files = append(files, name)
 		if first, ok := written[d]; ok {
 			tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeSymlink, Linkname: "../" + first})
@@ -133,6 +134,22 @@ func TestFromTarball(t *testing.T) {
 				}
 			}
 		})
+	}
+	// A plain docker-save tarball is described as stored, so its digest
+	// costs no compression of the layers.
+	plain, err := FromTarball(filepath.Join(dir, "bad.save.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := plain.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := bad.ConfigFile()
+	for i, l := range m.Layers {
+		if l.MediaType != types.DockerUncompressedLayer || l.Digest != cfg.RootFS.DiffIDs[i] || l.Size == 0 {
+			t.Fatalf("layer %d: %+v", i, l)
+		}
 	}
 	if _, err := FromTarball(filepath.Join(dir, "missing.tar")); err == nil {
 		t.Fatal("missing file: want an error")
