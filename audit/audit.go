@@ -566,8 +566,19 @@ func (c *checker) layer(i int, diffID string, es []entry) {
 	add := func(rule, p, format string, a ...any) {
 		c.rep.add(Violation{Rule: rule, Layer: diffID, LayerIndex: i, Path: p, Detail: fmt.Sprintf(format, a...)})
 	}
+	retyped := map[string]bool{} // protected base paths already reported as retyped in this layer
 	for k := range es {
 		e := &es[k]
+		// On a merged-/usr base, /bin is a symlink to usr/bin; an entry
+		// below it (bin/ls, or a whiteout bin/.wh.ls) makes the layer's
+		// /bin a directory, which hides the base's /bin when the layers
+		// are stacked.
+		for d := path.Dir(e.path); d != "/"; d = path.Dir(d) {
+			if b := c.base.files[d]; b != nil && typeOf(b) != kindDir && c.prot.covers(d) && !retyped[d] {
+				retyped[d] = true
+				add(RuleProtRetyped, d, "protected base %s would become a directory: the layer has %s below it", typeOf(b), e.path)
+			}
+		}
 		switch e.kind {
 		case kindWhiteout:
 			if hidden := c.base.under(e.path, true, c.prot); len(hidden) > 0 {
@@ -593,6 +604,7 @@ func (c *checker) layer(i int, diffID string, es []entry) {
 		b := c.base.files[e.path]
 		if b != nil && c.prot.covers(e.path) {
 			if !sameType(b, cur) {
+				retyped[e.path] = true
 				what := typeOf(cur).String()
 				if cur.kind == kindSymlink {
 					what += " to " + cur.link

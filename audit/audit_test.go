@@ -346,3 +346,36 @@ func TestConcurrentAudits(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestMergedUsrBase: on a base where /bin and /lib are symlinks into /usr
+// (Debian 12, Ubuntu 22.04), a layer writing below /bin turns it into a
+// directory that hides the base's /bin, even with no "bin/" entry.
+func TestMergedUsrBase(t *testing.T) {
+	base := imageOf(t, [][]tf{{
+		dir("usr"), dir("usr/bin"), file("usr/bin/ls", "ELF ls", 0o755), dir("usr/lib"), file("usr/lib/libc.so.6", "libc", 0o755),
+		symlink("bin", "usr/bin"), symlink("lib", "usr/lib"), dir("etc"), dir("opt"),
+	}})
+	rec, err := BaseFromImage("eiwizard/custom-cpu-base", "2.0", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := NewAuditor(StaticCatalog{rec}, nil)
+	for _, tc := range []struct {
+		name  string
+		layer []tf
+		want  []string
+	}{
+		{"file below the /bin symlink", []tf{file("bin/ls", "evil", 0o755)}, []string{RuleProtRetyped}},
+		{"whiteout below the /bin symlink", []tf{whiteout("bin/.wh.ls")}, []string{RuleProtRetyped}},
+		{"explicit dir over the /lib symlink", []tf{dir("lib"), file("lib/libc.so.6", "evil", 0o755)}, []string{RuleProtRetyped}},
+		{"new tool in /usr/bin", []tf{dir("usr"), dir("usr/bin"), file("usr/bin/newtool", "ok", 0o755)}, nil},
+		{"file below an unprotected dir", []tf{file("opt/app/x", "ok", 0o644)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := mustAudit(t, a, appendLayers(t, base, layerOf(t, tc.layer...)), Options{})
+			if got := rulesOf(rep); !slices.Equal(got, tc.want) || len(rep.Violations) != len(tc.want) {
+				t.Fatalf("rules %v, want %v:\n%s", got, tc.want, dump(rep))
+			}
+		})
+	}
+}

@@ -196,12 +196,16 @@ func readLayer(ctx context.Context, l v1.Layer, want v1.Hash, spec readSpec) (*l
 		return nil, fmt.Errorf("diff_id %s: %w", want, err)
 	}
 	res := &layerRead{}
+	var bounded *boundedReader
 	fail := func(detail string) (*layerRead, error) {
 		if src.err != nil {
 			return nil, fmt.Errorf("read layer: %w", src.err)
 		}
 		res.bad = append(res.bad, Violation{Rule: RuleHostileLayer, Detail: detail})
 		res.rawBytes = src.n
+		if bounded != nil {
+			res.size = bounded.n // as far as it was read
+		}
 		return res, nil
 	}
 	br := bufio.NewReaderSize(in, 64<<10)
@@ -228,7 +232,7 @@ func readLayer(ctx context.Context, l v1.Layer, want v1.Hash, spec readSpec) (*l
 		res.format = "tar"
 		dec = br
 	}
-	bounded := &boundedReader{r: dec, src: src, max: spec.limits.MaxLayerBytes}
+	bounded = &boundedReader{r: dec, src: src, max: spec.limits.MaxLayerBytes}
 	if res.format != "tar" {
 		bounded.ratio = spec.limits.MaxRatio
 	}
@@ -249,7 +253,7 @@ func readLayer(ctx context.Context, l v1.Layer, want v1.Hash, spec readSpec) (*l
 			if errors.As(err, &le) || !isStopped(err) {
 				return streamErr(err)
 			}
-			res.rawBytes = src.n
+			res.rawBytes, res.size = src.n, bounded.n
 			return res, nil
 		}
 	}
