@@ -71,8 +71,9 @@ type Report struct {
 	Image          string  `json:"image,omitempty"` // the caller's name for the image
 	ManifestDigest string  `json:"manifest_digest"`
 	ConfigDigest   string  `json:"config_digest"`
-	// Policy fingerprints the rules the verdict was reached under; a cached
-	// verdict is used only under the same policy.
+	// Policy fingerprints the options the verdict was reached under; a
+	// cached verdict is used only under the same options. The base catalog
+	// is not part of it: use one Cache with one catalog.
 	Policy      string        `json:"policy"`
 	Base        *Base         `json:"base,omitempty"`
 	Layers      int           `json:"layers"`
@@ -145,9 +146,12 @@ func (o Options) resolve() (*resolved, error) {
 	if r.ignore, err = parseIgnore(r.Ignore); err != nil {
 		return nil, err
 	}
+	// The policy covers what a caller chose, not the built-in signature
+	// list: an upgrade of malocal must not re-audit, and so possibly stop,
+	// images that were approved (DESIGN 1.1); Force audits again.
 	h := sha256.New()
-	fmt.Fprintf(h, "v1\x00%d\x00%d\x00%d\x00%g\x00", r.MaxSize, r.Limits.MaxEntries, r.Limits.MaxLayerBytes, r.Limits.MaxRatio)
-	for _, s := range sigs {
+	fmt.Fprintf(h, "v1\x00%d\x00%d\x00%d\x00%g\x00%t\x00", r.MaxSize, r.Limits.MaxEntries, r.Limits.MaxLayerBytes, r.Limits.MaxRatio, r.NoBuiltinSignatures)
+	for _, s := range r.Signatures {
 		fmt.Fprintf(h, "sig\x00%s\x00%t\x00%x\x00", s.Name, s.NoCase, s.Pattern)
 	}
 	for _, p := range r.Protected {

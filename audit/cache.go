@@ -27,10 +27,14 @@ type BoltCache struct {
 
 var verdictBucket = []byte("audit-verdicts")
 
-// OpenBoltCache opens (creating if needed) the verdict cache at path. It
-// waits at most a few seconds for another process holding the file.
+// VerdictsFile is where, under the data dir, the emulator and the CLI keep
+// the verdict cache.
+const VerdictsFile = "audit/verdicts.db"
+
+// OpenBoltCache opens (creating if needed) the verdict cache at path. bbolt
+// locks the file for one process; this waits a second for it, then fails.
 func OpenBoltCache(path string) (*BoltCache, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		return nil, fmt.Errorf("open verdict cache %s: %w", path, err)
 	}

@@ -58,7 +58,8 @@ IMAGE is one of:
 
 The official bases are those recorded in the data dir (malocal base build /
 base add), plus any given with --base (same forms as IMAGE). Verdicts are
-cached in the data dir by digest: --force audits again. Violations listed in
+cached in the data dir by digest (not when --base is given): --force audits
+again. Violations listed in
 .malocalignore (one "RULE" or "RULE PATH" a line) or given with --ignore are
 reported as ignored; MA-BASE-002 and MA-LAYER-001 cannot be ignored.
 
@@ -144,13 +145,15 @@ func runAudit(ctx context.Context, stdout, stderr io.Writer, g *globals, f *audi
 	}
 	catalog = append(catalog, extra)
 
+	// Verdicts reached with bases given on the command line must not be
+	// served to the emulator's jobs: no cache then.
 	var cache audit.Cache
-	if dataDir != "" && !f.noCache {
-		dir := filepath.Join(dataDir, "audit")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+	if dataDir != "" && !f.noCache && len(f.bases) == 0 {
+		p := filepath.Join(dataDir, audit.VerdictsFile)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("audit dir: %w", err)
 		}
-		bc, err := audit.OpenBoltCache(filepath.Join(dir, "verdicts.db"))
+		bc, err := audit.OpenBoltCache(p)
 		if err != nil {
 			// A running emulator may hold the file: audit without it.
 			fmt.Fprintf(stderr, "malocal: verdict cache unavailable, auditing without it: %v\n", err)
