@@ -229,7 +229,27 @@ func (g *guardWriter) Write(p []byte) (int, error) {
 	return g.ResponseWriter.Write(p)
 }
 
+func (g *guardWriter) ReadFrom(src io.Reader) (int64, error) {
+	if !g.wrote {
+		g.WriteHeader(http.StatusOK)
+	}
+	if g.replaced {
+		return io.Copy(io.Discard, src)
+	}
+	return readFrom(g.ResponseWriter, src)
+}
+
 func (g *guardWriter) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
+// readFrom passes src down to the ResponseWriter's ReadFrom (sendfile for a
+// file body), or copies.
+func readFrom(w http.ResponseWriter, src io.Reader) (int64, error) {
+	src = unwrapBody(src)
+	if rf, ok := w.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(w, src)
+}
 
 type readCloser struct {
 	io.Reader
@@ -394,6 +414,11 @@ func (e *etagWriter) fix() {
 func (e *etagWriter) WriteHeader(code int) { e.fix(); e.ResponseWriter.WriteHeader(code) }
 
 func (e *etagWriter) Write(p []byte) (int, error) { e.fix(); return e.ResponseWriter.Write(p) }
+
+func (e *etagWriter) ReadFrom(src io.Reader) (int64, error) {
+	e.fix()
+	return readFrom(e.ResponseWriter, src)
+}
 
 func (e *etagWriter) Unwrap() http.ResponseWriter { return e.ResponseWriter }
 

@@ -695,11 +695,6 @@ func (info objInfo) object(key string) *gofakes3.Object {
 	return &gofakes3.Object{Name: key, Metadata: meta, Size: info.size, Hash: hash}
 }
 
-type sectionCloser struct {
-	io.Reader
-	io.Closer
-}
-
 func (b *backend) GetObject(bucket, key string, rr *gofakes3.ObjectRangeRequest) (*gofakes3.Object, error) {
 	f, info, err := b.openObject(bucket, key)
 	if err != nil {
@@ -712,12 +707,34 @@ func (b *backend) GetObject(bucket, key string, rr *gofakes3.ObjectRangeRequest)
 	}
 	obj := info.object(key)
 	obj.Range = rng
+	start, n := int64(0), info.size
 	if rng != nil {
-		obj.Contents = sectionCloser{io.NewSectionReader(f, rng.Start, rng.Length), f}
-	} else {
-		obj.Contents = sectionCloser{io.NewSectionReader(f, 0, info.size), f}
+		start, n = rng.Start, rng.Length
+		if _, err := f.Seek(start, io.SeekStart); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("fakeobs: seek %s/%s: %w", bucket, key, err)
+		}
 	}
+	obj.Contents = fileBody{&io.LimitedReader{R: f, N: n}, f}
 	return obj, nil
+}
+
+// fileBody is an object's bytes as a LimitedReader over the open file,
+// which the response writers below hand to net/http so that the kernel
+// sends the file (sendfile) instead of copying it through user space.
+type fileBody struct {
+	*io.LimitedReader
+	f *os.File
+}
+
+func (b fileBody) Close() error { return b.f.Close() }
+
+// unwrapBody returns what net/http can sendfile from.
+func unwrapBody(src io.Reader) io.Reader {
+	if fb, ok := src.(fileBody); ok {
+		return fb.LimitedReader
+	}
+	return src
 }
 
 func (b *backend) HeadObject(bucket, key string) (*gofakes3.Object, error) {
