@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/malocal/malocal/baseimage"
 )
 
 // BusyboxPath is the static busybox (Debian's busybox-static) that test
@@ -23,25 +25,59 @@ import (
 // with no registry at all.
 const BusyboxPath = "/bin/busybox"
 
-// BusyboxImage builds a small image from the host's static busybox, with
-// user work (1101) as on the platform, and pushes it to the emulator's
-// registry as repo:tag. It returns the reference jobs use.
+// BusyboxImage builds a small custom image, as users build theirs on an
+// official base: the base is the host's static busybox with user work
+// (1101), published as test/busybox-base:1 and recorded in the data dir's
+// base catalog; the image adds one layer on it. Both are pushed to the
+// emulator's registry; it returns repo:tag, which passes the audit.
 func (e *Emulator) BusyboxImage(t testing.TB, repo, tag string) string {
 	t.Helper()
 	_, err := os.Stat(BusyboxPath)
 	Require(t, err == nil, "the static busybox is missing (apt-get install busybox-static)")
-	img, err := BusyboxV1Image()
+	base, err := BusyboxV1Image()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := name.ParseReference(e.Registry+"/"+repo+":"+tag, name.Insecure)
+	e.push(t, "test/busybox-base:1", base)
+	d, _ := base.Digest()
+	cf, _ := base.ConfigFile()
+	rec := baseimage.Record{Name: "test/busybox-base", Tag: "1", Digest: d.String(), Source: "test", Created: time.Now().UTC()}
+	for _, h := range cf.RootFS.DiffIDs {
+		rec.DiffIDs = append(rec.DiffIDs, h.String())
+	}
+	if _, err := baseimage.OpenCatalog(e.DataDir).Add(rec); err != nil {
+		t.Fatalf("recording the test base: %v", err)
+	}
+	img, err := mutate.AppendLayers(base, fileLayer("home/work/app/README", "built on the busybox base\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, repo+":"+tag, img)
+	return repo + ":" + tag
+}
+
+// push pushes img to the emulator's registry as repo:tag.
+func (e *Emulator) push(t testing.TB, repoTag string, img v1.Image) {
+	t.Helper()
+	ref, err := name.ParseReference(e.Registry+"/"+repoTag, name.Insecure)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)
 	}
-	return repo + ":" + tag
+}
+
+// fileLayer is a layer holding one file.
+func fileLayer(path, content string) v1.Layer {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path, Mode: 0o644, Size: int64(len(content)), ModTime: time.Unix(0, 0)})
+	tw.Write([]byte(content))
+	tw.Close()
+	data := buf.Bytes()
+	l, _ := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	return l
 }
 
 // BusyboxV1Image returns the busybox test image.

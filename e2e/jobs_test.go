@@ -13,6 +13,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/malocal/malocal/api"
 )
@@ -390,6 +392,31 @@ func TestJobFailsWhenItsContainersVanishDuringADowntime(t *testing.T) {
 	got := waitFinal(t, e2, j.ID, 2*time.Minute)
 	if got.Status != api.StatusFailed || !strings.Contains(got.Reason, "task 1's container") || !strings.Contains(got.Reason, "gone") {
 		t.Errorf("after its container vanished: %s %q", got.Status, got.Reason)
+	}
+	assertNoLeftovers(t, j.ID)
+}
+
+func TestJobOnAnImageNotBuiltOnABaseFailsTheAudit(t *testing.T) {
+	e, _ := jobEnv(t)
+	// A squashed image of its own: no official base's layers under it.
+	img, err := mutate.AppendLayers(empty.Image, fileLayer("bin/sh", "#!fake\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, "test/rogue:1", img)
+	r := e.Run("job", "submit", "--name", "rogue", "--image", "test/rogue:1", "--app-url", "s3://code/x/", "--wait", "--", "true")
+	if r.Code != 3 || !strings.Contains(r.Stderr, "audit_failed") || !strings.Contains(r.Stderr, "MA-BASE-001") {
+		t.Fatalf("job on a rogue image: exit %d\n%s", r.Code, r.Stderr)
+	}
+	// The verdict is cached: the next submission fails at once, with the same reasons.
+	start := time.Now()
+	j := submit(t, e, api.JobSpec{Name: "rogue2", Image: "test/rogue:1", AppURL: "s3://code/x/", Command: []string{"true"}})
+	j = waitFinal(t, e, j.ID, time.Minute)
+	if j.Status != api.StatusAuditFailed || len(j.Audit) == 0 || !strings.Contains(strings.Join(j.Audit, "\n"), "MA-BASE-001") {
+		t.Errorf("second submission: %s %q", j.Status, j.Audit)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("cached verdict took %s", d)
 	}
 	assertNoLeftovers(t, j.ID)
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/malocal/malocal/api"
+	"github.com/malocal/malocal/audit"
+	"github.com/malocal/malocal/baseimage"
 	"github.com/malocal/malocal/docker"
 	"github.com/malocal/malocal/fakeobs"
 	"github.com/malocal/malocal/fakeobs/obsclient"
@@ -26,6 +28,7 @@ type services struct {
 	obs        *fakeobs.Service
 	reg        *registry.Registry
 	store      *jobs.Store
+	auditCache *audit.BoltCache
 	jobs       *jobs.Manager
 	gw         *gateways
 	cancelJobs context.CancelFunc
@@ -54,6 +57,14 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	if s.store, err = jobs.OpenStore(e.dd.Sub(storeFile)); err != nil {
 		return err
 	}
+	if s.auditCache, err = audit.OpenBoltCache(e.dd.Sub(auditCacheFile)); err != nil {
+		return fmt.Errorf("opening the audit verdict cache: %w", err)
+	}
+	auditor := &audit.RegistryAuditor{
+		Source:  s.reg,
+		Auditor: audit.NewAuditor(baseCatalog{baseimage.OpenCatalog(e.dd.Path)}, s.auditCache),
+		LogDir:  e.dd.Sub(auditLogDir),
+	}
 	eng, err := docker.New()
 	if err != nil {
 		return err
@@ -74,7 +85,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	if s.jobs, err = jobs.NewManager(jctx, jobs.Config{
 		Store: s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
 		Images: imageResolver{reg: s.reg, prefix: registryPrefix(e.service("registry").ln.Addr())}, Buckets: s.obs,
-		Uploader: logUploader{endpoint: s3.url(), creds: creds},
+		Uploader: logUploader{endpoint: s3.url(), creds: creds}, Auditor: auditor,
 		Capacity: jobs.Capacity{CPUs: e.cfg.CapacityCPUs, Memory: e.cfg.CapacityMemory, GPUs: gpus},
 		Logger:   e.log.With("service", "jobs"),
 	}); err != nil {
@@ -101,6 +112,9 @@ func (e *Emulator) closeServices(ctx context.Context) {
 	}
 	if s.store != nil {
 		s.store.Close()
+	}
+	if s.auditCache != nil {
+		s.auditCache.Close()
 	}
 	if s.reg != nil {
 		s.reg.Close()
