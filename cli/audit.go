@@ -59,13 +59,16 @@ IMAGE is one of:
 The official bases are those recorded in the data dir (malocal base build /
 base add), plus any given with --base (same forms as IMAGE). Verdicts are
 cached in the data dir by digest (not when --base is given): --force audits
-again. Violations listed in
-.malocalignore (one "RULE" or "RULE PATH" a line) or given with --ignore are
-reported as ignored; MA-BASE-002 and MA-LAYER-001 cannot be ignored.
+again. Violations listed in .malocalignore (one "RULE" or "RULE PATH" a
+line) or given with --ignore are reported as ignored; MA-BASE-002 and
+MA-LAYER-001 cannot be ignored.
 
 Exit status: 0 the image passes, 1 it violates a rule, 2 it could not be audited.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("format") && g.output == "json" {
+				f.format = "json" // the global -o json
+			}
 			if err := runAudit(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), g, f, args[0]); err != nil {
 				var ee *exitError
 				if errors.As(err, &ee) {
@@ -77,7 +80,7 @@ Exit status: 0 the image passes, 1 it violates a rule, 2 it could not be audited
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.format, "format", "text", "report format: text, json or sarif")
+	fl.StringVar(&f.format, "format", "text", "report format: text, json or sarif (-o json also gives json)")
 	fl.StringArrayVar(&f.ignore, "ignore", nil, `ignore a rule: "RULE" or "RULE PATH" (repeatable)`)
 	fl.StringVar(&f.ignoreFile, "ignore-file", audit.IgnoreFile, "ignore file, read when it exists")
 	fl.StringArrayVar(&f.rules, "rules", nil, "extra signature rules file (format: see audit/signatures.rules; repeatable)")
