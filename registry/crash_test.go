@@ -203,12 +203,15 @@ func TestDockerKillDuringPush(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	if err := push.Wait(); err == nil {
-		t.Fatalf("docker push succeeded across a SIGKILL:\n%s", out.String())
-	}
 	checkNoPartial(t, root)
 
+	// Restart on the same port. docker retries the failed layer upload on
+	// its own (after 5 s); whether that retry or our second push does it,
+	// the push must now go through.
 	startChild(t, root, addr)
+	if err := push.Wait(); err != nil {
+		t.Logf("first push failed after the kill (as it may): %v\n%s", err, out.String())
+	}
 	run(t, docker, "push", image)
 	run(t, docker, "rmi", image)
 	run(t, docker, "pull", image)

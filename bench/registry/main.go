@@ -57,10 +57,11 @@ func main() {
 	bigMiB := flag.Int("big-mib", 1024, "size of the one-layer image's layer, MiB")
 	smallLayers := flag.Int("small-layers", 120, "layers of the many-layer image pushed with docker (docker holds at most 125)")
 	ggcrLayers := flag.Int("ggcr-layers", 200, "layers of the image pushed with go-containerregistry's client")
+	rounds := flag.Int("rounds", 2, "rounds, each on fresh registries, alternating which goes first")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := runBench(ctx, *bigMiB, *smallLayers, *ggcrLayers); err != nil {
+	if err := runBench(ctx, *bigMiB, *smallLayers, *ggcrLayers, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "registry-bench:", err)
 		os.Exit(1)
 	}
@@ -96,6 +97,9 @@ func freeAddr() (string, error) {
 }
 
 func startServer(ctx context.Context, name, dir string) (*server, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -236,12 +240,13 @@ func smallImage(n int) (v1.Image, error) {
 }
 
 type row struct {
-	scenario, registry string
-	push, pull         time.Duration
-	bytes              int64
+	scenario, registry, dst string
+	round                   int
+	push, pull              time.Duration
+	bytes                   int64
 }
 
-func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
+func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers, rounds int) error {
 	if _, err := exec.LookPath("docker-registry"); err != nil {
 		return errors.New("docker-registry not found: apt-get install docker-registry")
 	}
@@ -285,23 +290,31 @@ func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
 		return err
 	}
 
-	servers := map[string]*server{}
+	// Each round starts a fresh pair of registries (a push to a registry
+	// that has the layers already uploads nothing), and rounds alternate
+	// which one goes first, so a load change on a shared machine hits both.
 	names := []string{"docker-registry", "malocal"}
-	// order alternates which registry goes first from scenario to
-	// scenario, so a load change on a shared machine hits both.
-	order := func(i int) []string {
-		if i%2 == 1 {
-			return []string{names[1], names[0]}
-		}
-		return names
+	type instance struct {
+		*server
+		round int
 	}
-	for _, n := range names {
-		s, err := startServer(ctx, n, dir)
-		if err != nil {
-			return err
+	var insts []instance
+	for r := 1; r <= rounds; r++ {
+		for _, n := range names {
+			srv, err := startServer(ctx, n, filepath.Join(dir, fmt.Sprint(r)))
+			if err != nil {
+				return err
+			}
+			defer srv.stop()
+			insts = append(insts, instance{srv, r})
 		}
-		defer s.stop()
-		servers[n] = s
+	}
+	ordered := func(r int) []instance {
+		pair := []instance{insts[2*(r-1)], insts[2*(r-1)+1]}
+		if r%2 == 0 {
+			pair[0], pair[1] = pair[1], pair[0]
+		}
+		return pair
 	}
 
 	images := []struct {
@@ -312,19 +325,21 @@ func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
 		{fmt.Sprintf("docker, %d layers of 4 KiB", smallLayers), small, int64(smallLayers) * 4096},
 	}
 	var rows []row
-	for i, im := range images {
-		for _, n := range order(i) {
-			dst := "localhost:" + portOf(servers[n].addr) + "/" + strings.TrimSuffix(im.src, ":src") + ":1"
-			tags = append(tags, dst)
-			if err := docker(ctx, "tag", im.src, dst); err != nil {
-				return err
+	for r := 1; r <= rounds; r++ {
+		for _, im := range images {
+			for _, in := range ordered(r) {
+				dst := "localhost:" + portOf(in.addr) + "/" + strings.TrimSuffix(im.src, ":src") + ":1"
+				tags = append(tags, dst)
+				if err := docker(ctx, "tag", im.src, dst); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "round %d: push %s (%s)\n", r, dst, in.name)
+				d, err := timed(func() error { return docker(ctx, "push", dst) })
+				if err != nil {
+					return err
+				}
+				rows = append(rows, row{scenario: im.scenario, registry: in.name, round: r, dst: dst, push: d, bytes: im.bytes})
 			}
-			fmt.Fprintf(os.Stderr, "push %s\n", dst)
-			d, err := timed(func() error { return docker(ctx, "push", dst) })
-			if err != nil {
-				return err
-			}
-			rows = append(rows, row{scenario: im.scenario, registry: n, push: d, bytes: im.bytes})
 		}
 	}
 	// Pull with nothing local, so every layer comes over the wire.
@@ -333,15 +348,13 @@ func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
 	}
 	for i := range rows {
 		r := &rows[i]
-		src := images[i/2].src
-		dst := "localhost:" + portOf(servers[r.registry].addr) + "/" + strings.TrimSuffix(src, ":src") + ":1"
-		fmt.Fprintf(os.Stderr, "pull %s\n", dst)
-		d, err := timed(func() error { return docker(ctx, "pull", dst) })
+		fmt.Fprintf(os.Stderr, "round %d: pull %s (%s)\n", r.round, r.dst, r.registry)
+		d, err := timed(func() error { return docker(ctx, "pull", r.dst) })
 		if err != nil {
 			return err
 		}
 		r.pull = d
-		if err := docker(ctx, "rmi", "-f", dst); err != nil {
+		if err := docker(ctx, "rmi", "-f", r.dst); err != nil {
 			return err
 		}
 	}
@@ -368,36 +381,38 @@ func runBench(ctx context.Context, bigMiB, smallLayers, ggcrLayers int) error {
 		{fmt.Sprintf("ggcr client, 1 layer of %d MiB", bigMiB), "malocal-bench/ggcr-big", gbig, bigBytes},
 		{fmt.Sprintf("ggcr client, %d layers of 4 KiB", ggcrLayers), "malocal-bench/ggcr-many", gsmall, int64(ggcrLayers) * 4096},
 	}
-	for i, g := range ggcr {
-		for _, n := range order(i) {
-			ref, err := name.ParseReference(servers[n].addr+"/"+g.repo+":1", name.Insecure)
-			if err != nil {
-				return err
+	for r := 1; r <= rounds; r++ {
+		for _, g := range ggcr {
+			for _, in := range ordered(r) {
+				ref, err := name.ParseReference(in.addr+"/"+g.repo+":1", name.Insecure)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "round %d: ggcr push and pull %s (%s)\n", r, ref, in.name)
+				push, err := timed(func() error { return remote.Write(ref, g.img, remote.WithContext(ctx)) })
+				if err != nil {
+					return fmt.Errorf("ggcr push to %s: %w", in.name, err)
+				}
+				pull, err := timed(func() error { return pullAll(ctx, ref) })
+				if err != nil {
+					return fmt.Errorf("ggcr pull from %s: %w", in.name, err)
+				}
+				rows = append(rows, row{scenario: g.scenario, registry: in.name, round: r, push: push, pull: pull, bytes: g.bytes})
 			}
-			fmt.Fprintf(os.Stderr, "ggcr push and pull %s\n", ref)
-			push, err := timed(func() error { return remote.Write(ref, g.img, remote.WithContext(ctx)) })
-			if err != nil {
-				return fmt.Errorf("ggcr push to %s: %w", n, err)
-			}
-			pull, err := timed(func() error { return pullAll(ctx, ref) })
-			if err != nil {
-				return fmt.Errorf("ggcr pull from %s: %w", n, err)
-			}
-			rows = append(rows, row{scenario: g.scenario, registry: n, push: push, pull: pull, bytes: g.bytes})
 		}
 	}
 
-	fmt.Printf("| scenario | registry | push | pull |\n|---|---|---|---|\n")
+	fmt.Printf("| scenario | round | registry | push | pull |\n|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Printf("| %s | %s | %s | %s |\n", r.scenario, r.registry, rate(r.push, r.bytes), rate(r.pull, r.bytes))
+		fmt.Printf("| %s | %d | %s | %s | %s |\n", r.scenario, r.round, r.registry, rate(r.push, r.bytes), rate(r.pull, r.bytes))
 	}
-	fmt.Printf("\n| registry | peak RSS (VmHWM) | CPU time |\n|---|---|---|\n")
-	for _, n := range names {
-		peak, cpu, err := servers[n].usage()
+	fmt.Printf("\n| registry | round | peak RSS (VmHWM) | CPU time |\n|---|---|---|---|\n")
+	for _, in := range insts {
+		peak, cpu, err := in.usage()
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| %s | %.1f MiB | %.1f s |\n", n, float64(peak)/1024, cpu)
+		fmt.Printf("| %s | %d | %.1f MiB | %.1f s |\n", in.name, in.round, float64(peak)/1024, cpu)
 	}
 	return nil
 }
