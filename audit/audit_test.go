@@ -78,6 +78,16 @@ func TestCorpus(t *testing.T) {
 			[]string{RuleProtModified}, "/etc/passwd"},
 		{"mode change of /usr/bin", [][]tf{{{name: "usr/bin", typ: tar.TypeDir, mode: 0o777}}}, Options{},
 			[]string{RuleProtModified}, "/usr/bin"},
+		{"protected symlink retargeted", [][]tf{{symlink("usr/bin/python", "/tmp/evil/python")}}, Options{},
+			[]string{RuleProtModified}, "/usr/bin/python"},
+		{"xattr added to a base file", [][]tf{{func() tf {
+			e := file("usr/bin/python3", "ELF python3", 0o755)
+			e.pax = map[string]string{"SCHILY.xattr.user.note": "x"}
+			return e
+		}()}}, Options{}, []string{RuleProtModified}, "/usr/bin/python3"},
+		{"chmod u+s on an unprotected base file", [][]tf{{file("var/cache/junk", "cache", 0o4755)}}, Options{},
+			[]string{RuleSetuid}, "/var/cache/junk"},
+		{"unchanged copy of a protected file", [][]tf{{dir("usr"), dir("usr/bin"), file("usr/bin/python3", "ELF python3", 0o755), symlink("usr/bin/python", "python3")}}, Options{}, nil, ""},
 		{"whiteout of /bin/ls", [][]tf{{whiteout("bin/.wh.ls")}}, Options{}, []string{RuleProtDeleted}, "/bin/ls"},
 		{"whiteout of the toolkit dir", [][]tf{{whiteout("home/work/.wh.malocal_toolkit")}}, Options{}, []string{RuleProtDeleted}, "/home/work/malocal_toolkit"},
 		{"opaque /usr/lib", [][]tf{{dir("usr/lib"), whiteout("usr/lib/.wh..wh..opq")}}, Options{}, []string{RuleProtDeleted}, "/usr/lib"},

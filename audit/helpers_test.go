@@ -109,7 +109,7 @@ func baseFS(runTrain string) [][]tf {
 		dir("lib64"), file("lib64/ld-linux-x86-64.so.2", "ELF ld.so", 0o755),
 		{name: "tmp", typ: tar.TypeDir, mode: 0o1777},
 		dir("usr"), dir("usr/bin"),
-		file("usr/bin/python3", "ELF python3", 0o755),
+		file("usr/bin/python3", "ELF python3", 0o755), symlink("usr/bin/python", "python3"),
 		file("usr/bin/passwd", "ELF passwd, setuid root", 0o4755),
 		dir("usr/lib"), file("usr/lib/x", "libx.so", 0o644),
 		dir("usr/local"), dir("usr/local/bin"),
