@@ -285,3 +285,25 @@ func signatureOf(t *testing.T, req *http.Request) []byte {
 	}
 	return sig
 }
+
+// TestSigV2DocExample checks V2 against the worked example in Amazon's
+// documentation (RESTAuthentication, "Object GET").
+func TestSigV2DocExample(t *testing.T) {
+	req := mustReq(t, http.MethodGet, "http://s3.us-west-1.amazonaws.com/awsexamplebucket1/photos/puppy.jpg", nil)
+	req.RequestURI = "/awsexamplebucket1/photos/puppy.jpg"
+	req.Header.Set("Date", "Tue, 27 Mar 2007 19:36:42 +0000")
+	req.Header.Set("Authorization", "AWS AKIAIOSFODNN7EXAMPLE:qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
+	s, ok := parseSigV2(req)
+	if !ok {
+		t.Fatal("V2 header not recognised")
+	}
+	if got, want := s.stringToSign(req), "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/awsexamplebucket1/photos/puppy.jpg"; got != want {
+		t.Fatalf("string to sign %q, want %q", got, want)
+	}
+	if !s.verify(req, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY") {
+		t.Error("documented signature does not verify")
+	}
+	if s.verify(req, "another secret") {
+		t.Error("wrong secret verifies")
+	}
+}
