@@ -43,3 +43,22 @@ func BenchmarkAuditAddedLayer(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkScan is the signature scan alone, over text-like bytes.
+func BenchmarkScan(b *testing.B) {
+	m := newMatcher(BuiltinSignatures())
+	r := rand.New(rand.NewPCG(1, 1))
+	words := []string{"tensor ", "model ", "epoch ", "loss ", "grad ", "0.125 ", "weights\n", "import ", "stream ", "nccl "}
+	buf := make([]byte, 0, 1<<20)
+	for len(buf) < 1<<20-16 {
+		buf = append(buf, words[r.IntN(len(words))]...)
+	}
+	s := m.newScanner()
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		s.reset()
+		for off := 0; off < len(buf); off += 128 << 10 {
+			s.Write(buf[off:min(off+128<<10, len(buf))])
+		}
+	}
+}

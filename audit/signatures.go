@@ -117,11 +117,10 @@ type matcher struct {
 	names  []string
 	pats   [][]byte // lowercased when nocase[i]
 	nocase []bool
-	exBits [1024]uint64 // first two bytes of exact patterns
-	ncBits [1024]uint64 // first two bytes, lowercased, of nocase patterns
+	// bits has a bit for the case-folded first two bytes of every pattern,
+	// exact or not, so one test per position serves both kinds.
+	bits   [1024]uint64
 	byPair map[uint16][]int32
-	ncPair map[uint16][]int32
-	anyNC  bool
 	maxLen int
 }
 
@@ -136,24 +135,19 @@ var lowerTable = func() (t [256]byte) {
 }()
 
 func newMatcher(sigs []Signature) *matcher {
-	m := &matcher{byPair: map[uint16][]int32{}, ncPair: map[uint16][]int32{}}
+	m := &matcher{byPair: map[uint16][]int32{}}
 	for i, s := range sigs {
 		p := s.Pattern
-		m.names = append(m.names, s.Name)
-		m.nocase = append(m.nocase, s.NoCase)
-		m.maxLen = max(m.maxLen, len(p))
 		if s.NoCase {
 			p = bytes.ToLower(p)
-			k := uint16(p[0])<<8 | uint16(p[1])
-			m.ncBits[k>>6] |= 1 << (k & 63)
-			m.ncPair[k] = append(m.ncPair[k], int32(i))
-			m.anyNC = true
-		} else {
-			k := uint16(p[0])<<8 | uint16(p[1])
-			m.exBits[k>>6] |= 1 << (k & 63)
-			m.byPair[k] = append(m.byPair[k], int32(i))
 		}
+		m.names = append(m.names, s.Name)
+		m.nocase = append(m.nocase, s.NoCase)
 		m.pats = append(m.pats, p)
+		m.maxLen = max(m.maxLen, len(p))
+		k := uint16(lowerTable[p[0]])<<8 | uint16(lowerTable[p[1]])
+		m.bits[k>>6] |= 1 << (k & 63)
+		m.byPair[k] = append(m.byPair[k], int32(i))
 	}
 	return m
 }
@@ -207,24 +201,29 @@ func (s *scanner) Write(p []byte) (int, error) {
 func (s *scanner) search(b []byte, limit int) {
 	m := s.m
 	end := min(limit, len(b)-1)
-	for i := 0; i < end; i++ {
-		k := uint16(b[i])<<8 | uint16(b[i+1])
-		if m.exBits[k>>6]&(1<<(k&63)) != 0 {
-			for _, id := range m.byPair[k] {
-				p := m.pats[id]
-				if !s.hits[id] && len(b)-i >= len(p) && bytes.Equal(b[i:i+len(p)], p) {
-					s.hits[id] = true
-				}
-			}
+	if end <= 0 {
+		return
+	}
+	// Ranging over b[1:end+1] with the previous byte carried along keeps
+	// the hot loop free of bounds checks.
+	prev := uint16(lowerTable[b[0]])
+	for j, c := range b[1 : end+1] {
+		cur := uint16(lowerTable[c])
+		k := prev<<8 | cur
+		prev = cur
+		if m.bits[k>>6]&(1<<(k&63)) == 0 {
+			continue
 		}
-		if m.anyNC {
-			kl := uint16(lowerTable[b[i]])<<8 | uint16(lowerTable[b[i+1]])
-			if m.ncBits[kl>>6]&(1<<(kl&63)) != 0 {
-				for _, id := range m.ncPair[kl] {
-					if !s.hits[id] && foldedAt(b[i:], m.pats[id]) {
-						s.hits[id] = true
-					}
-				}
+		i := j // the candidate starts at b[j]
+		for _, id := range m.byPair[k] {
+			if s.hits[id] {
+				continue
+			}
+			p := m.pats[id]
+			if m.nocase[id] {
+				s.hits[id] = foldedAt(b[i:], p)
+			} else {
+				s.hits[id] = len(b)-i >= len(p) && bytes.Equal(b[i:i+len(p)], p)
 			}
 		}
 	}
