@@ -339,8 +339,8 @@ func TestJobSixteenNodes(t *testing.T) {
 func TestJobQueueBoundedByCapacity(t *testing.T) {
 	e, img := jobEnv(t, WithArgs("--capacity-cpus", "1"))
 	first := submit(t, e, api.JobSpec{Name: "first", Image: img, AppURL: "s3://code/x/", Flavor: api.Flavor{CPUs: 1}, Command: []string{"sleep", "300"}})
-	second := submit(t, e, api.JobSpec{Name: "second", Image: img, AppURL: "s3://code/x/", Flavor: api.Flavor{CPUs: 0.5}, Command: []string{"true"}})
 	waitStatus(t, e, first.ID, api.StatusRunning, time.Minute)
+	second := submit(t, e, api.JobSpec{Name: "second", Image: img, AppURL: "s3://code/x/", Flavor: api.Flavor{CPUs: 0.5}, Command: []string{"true"}})
 	waitStatus(t, e, second.ID, api.StatusPending, time.Minute)
 	j, _ := e.Client().Job(context.Background(), second.ID)
 	if j.QueuePosition != 1 {
@@ -364,12 +364,12 @@ func TestJobFailsWhenItsContainersVanishDuringADowntime(t *testing.T) {
 	e, img := jobEnv(t)
 	j := submit(t, e, api.JobSpec{Name: "vanish", Image: img, Nodes: 2, AppURL: "s3://code/x/", Command: []string{"sleep", "300"}})
 	waitStatus(t, e, j.ID, api.StatusRunning, time.Minute)
-	// Wait until both containers exist, then stop the emulator cleanly.
+	// Wait until both tasks run, then stop the emulator cleanly.
 	deadline := time.Now().Add(time.Minute)
 	var victim string
 	for {
 		cur, _ := e.Client().Job(context.Background(), j.ID)
-		if cur.Tasks[0].Container != "" && cur.Tasks[1].Container != "" {
+		if cur.Tasks[0].Status == "running" && cur.Tasks[1].Status == "running" {
 			victim = cur.Tasks[1].Container
 			break
 		}

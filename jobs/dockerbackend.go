@@ -38,7 +38,13 @@ var _ Backend = (*DockerBackend)(nil)
 
 // Run implements Backend.
 func (b *DockerBackend) Run(ctx context.Context, j *api.Job, rec Recorder) Outcome {
+	var ids []string
 	fail := func(format string, a ...any) Outcome {
+		if errors.Is(context.Cause(ctx), ErrDetach) {
+			// Shutting down mid-start: leave what exists for the re-attach.
+			return Outcome{Status: api.StatusRunning}
+		}
+		b.stopAll(ids)
 		return Outcome{Status: api.StatusFailed, ExitCode: -1, Reason: fmt.Sprintf(format, a...)}
 	}
 	if err := b.Engine.Ping(ctx); err != nil {
@@ -88,7 +94,7 @@ func (b *DockerBackend) Run(ctx context.Context, j *api.Job, rec Recorder) Outco
 		}
 	}
 	n := j.Spec.Nodes
-	ids := make([]string, n)
+	ids = make([]string, n)
 	reattached := 0
 	for i := range n {
 		if s, ok := byTask[i]; ok {
@@ -98,14 +104,12 @@ func (b *DockerBackend) Run(ctx context.Context, j *api.Job, rec Recorder) Outco
 		}
 		if j.Tasks[i].Container != "" {
 			// Created by an earlier run of the emulator, and gone since.
-			b.stopAll(ids)
 			return fail("task %d's container %.12s is gone (removed while the emulator was down)", i, j.Tasks[i].Container)
 		}
 		var gpus []string
 		rec.Task(i, func(t *api.Task) { gpus = t.GPUs })
 		id, err := b.Engine.ContainerCreate(ctx, ContainerName(j, i), ContainerSpec(j, i, c, gpus))
 		if err != nil {
-			b.stopAll(ids)
 			return fail("task %d: %v", i, err)
 		}
 		ids[i] = id
@@ -130,7 +134,6 @@ func (b *DockerBackend) Run(ctx context.Context, j *api.Job, rec Recorder) Outco
 	}
 	wg.Wait()
 	if err := errors.Join(startErrs...); err != nil {
-		b.stopAll(ids)
 		return fail("%v", err)
 	}
 	now := time.Now().UTC()

@@ -213,10 +213,22 @@ func (m *Manager) goPrepare(id string) {
 		default:
 			j.Audit = reasons
 			m.setStatus(j, api.StatusPending, "audit passed; queued")
-			m.queue = append(m.queue, id)
+			m.enqueue(j)
 			m.scheduleLocked()
 		}
 	}()
+}
+
+// enqueue adds a job to the queue in submission order: audits finish in
+// any order, the queue stays first come, first served. Holds m.mu.
+func (m *Manager) enqueue(j *api.Job) {
+	i := sort.Search(len(m.queue), func(k int) bool {
+		q := m.jobs[m.queue[k]]
+		return q != nil && q.Created.After(j.Created)
+	})
+	m.queue = append(m.queue, "")
+	copy(m.queue[i+1:], m.queue[i:])
+	m.queue[i] = j.ID
 }
 
 // schedule starts queued jobs, strictly FIFO, while capacity allows.
