@@ -113,10 +113,7 @@ func TestBuildPushesAndRecords(t *testing.T) {
 		t.Errorf("added %+v", rec)
 	}
 	// An image without the toolkit is not a base.
-	plain, err := FromRootfs(rootfs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain := rootfsImage(t, rootfs)
 	if err := remote.Write(mustTag(t, host+"/team/plain:1"), plain); err != nil {
 		t.Fatal(err)
 	}

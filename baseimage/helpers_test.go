@@ -130,3 +130,14 @@ func mustConfig(t *testing.T, img v1.Image, cf *v1.ConfigFile) v1.Image {
 	}
 	return out
 }
+
+// rootfsImage is FromRootfs, its temp layer removed when the test ends.
+func rootfsImage(t *testing.T, p string) v1.Image {
+	t.Helper()
+	img, cleanup, err := FromRootfs(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return img
+}

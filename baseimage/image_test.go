@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 type entry struct {
@@ -116,10 +118,7 @@ func layerEntries(t *testing.T, l v1.Layer) (map[string]*tar.Header, map[string]
 
 func assemble(t *testing.T, src string) v1.Image {
 	t.Helper()
-	base, err := FromRootfs(src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := rootfsImage(t, src)
 	img, err := Assemble(base, AssembleOptions{Name: "eiwizard/custom-cpu-base", Tag: "1.0"})
 	if err != nil {
 		t.Fatal(err)
@@ -241,10 +240,7 @@ func TestAssembleIsDeterministic(t *testing.T) {
 }
 
 func TestAssembleKeepsBaseSettings(t *testing.T) {
-	base, err := FromRootfs(writeRootfs(t, baseEntries(), false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := rootfsImage(t, writeRootfs(t, baseEntries(), false))
 	cf, _ := base.ConfigFile()
 	cf = cf.DeepCopy()
 	cf.Config.Env = []string{"PATH=/usr/local/cuda/bin:/usr/bin:/bin", "CUDA_VERSION=12.4", "PYTHONPATH=/opt/lib"}
@@ -272,10 +268,7 @@ func TestAssembleRefusesBadBases(t *testing.T) {
 			noPython = append(noPython, e)
 		}
 	}
-	base, err := FromRootfs(writeRootfs(t, noPython, false))
-	if err != nil {
-		t.Fatal(err)
-	}
+	base := rootfsImage(t, writeRootfs(t, noPython, false))
 	if _, err := Assemble(base, AssembleOptions{Name: "n", Tag: "t"}); !errors.Is(err, ErrNoPython) {
 		t.Errorf("no python3: %v, want ErrNoPython", err)
 	}
@@ -287,10 +280,7 @@ func TestAssembleRefusesBadBases(t *testing.T) {
 	} {
 		es := baseEntries()
 		es[2].data, es[3].data = c.passwd, c.group
-		base, err := FromRootfs(writeRootfs(t, es, false))
-		if err != nil {
-			t.Fatal(err)
-		}
+		base := rootfsImage(t, writeRootfs(t, es, false))
 		if _, err := Assemble(base, AssembleOptions{Name: "n", Tag: "t"}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("got %v, want an error with %q", err, c.want)
 		}
@@ -304,5 +294,57 @@ func TestAssembleRefusesBadBases(t *testing.T) {
 	_, data, _ := layerEntries(t, layers[1])
 	if strings.Count(data["etc/passwd"], "\nwork:") != 1 {
 		t.Errorf("passwd:\n%s", data["etc/passwd"])
+	}
+}
+
+// layerOf makes a layer of tar entries.
+func layerOf(t *testing.T, entries []entry) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, Size: int64(len(e.data))}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(e.data))
+	}
+	tw.Close()
+	data := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestInspectBaseAppliesWhiteouts(t *testing.T) {
+	base := rootfsImage(t, writeRootfs(t, baseEntries(), false))
+	for _, c := range []struct {
+		name   string
+		upper  []entry
+		python bool
+		passwd string
+	}{
+		{"python3 deleted", []entry{{name: "usr/bin/.wh.python3", typ: tar.TypeReg}}, false, basePasswd},
+		{"usr/bin deleted", []entry{{name: "usr/.wh.bin", typ: tar.TypeReg}}, false, basePasswd},
+		{"usr/bin made opaque", []entry{{name: "usr/bin/", typ: tar.TypeDir, mode: 0o755}, {name: "usr/bin/.wh..wh..opq", typ: tar.TypeReg}}, false, basePasswd},
+		{"python3 in /usr/local, passwd replaced", []entry{
+			{name: "usr/local/bin/python3", typ: tar.TypeReg, mode: 0o755, data: "py"},
+			{name: "usr/bin/.wh.python3", typ: tar.TypeReg},
+			{name: "etc/passwd", typ: tar.TypeReg, mode: 0o644, data: "root:x:0:0::/root:/bin/sh\n"},
+		}, true, "root:x:0:0::/root:/bin/sh\n"},
+		{"opaque then recreated", []entry{{name: "usr/bin/.wh..wh..opq", typ: tar.TypeReg}, {name: "usr/bin/python3", typ: tar.TypeReg, mode: 0o755, data: "py"}}, true, basePasswd},
+	} {
+		img, err := mutate.AppendLayers(base, layerOf(t, c.upper))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := inspectBase(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.hasPython() != c.python || string(b.content["etc/passwd"]) != c.passwd {
+			t.Errorf("%s: python %v passwd %q, want %v %q", c.name, b.hasPython(), b.content["etc/passwd"], c.python, c.passwd)
+		}
 	}
 }

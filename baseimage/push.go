@@ -37,7 +37,7 @@ func Reference(registry, repo, tag string) (name.Tag, error) {
 
 // ping checks that a registry answers on /v2/ at all (any HTTP status).
 func ping(ctx context.Context, registry string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	scheme := "http://"
 	if strings.HasPrefix(registry, "https://") {

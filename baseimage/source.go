@@ -50,21 +50,24 @@ func Open(ctx context.Context, from string, include []string, progress io.Writer
 	if progress == nil {
 		progress = io.Discard
 	}
-	noop := func() {}
 	kind, arg, _ := strings.Cut(from, ":")
+	if len(include) > 0 && kind != "debian" {
+		return nil, nil, fmt.Errorf("packages to include (%s) only apply to a debian:SUITE source", strings.Join(include, ","))
+	}
 	switch kind {
 	case "docker":
 		return fromDocker(ctx, arg, progress)
 	case "debian":
 		return fromDebian(ctx, arg, include, progress)
 	case "oci":
-		img, cleanup, err := fromOCI(arg)
-		return img, cleanup, err
+		if st, err := os.Stat(arg); err == nil && !st.IsDir() {
+			return fromImageTar(arg)
+		}
+		return fromOCI(arg)
 	case "image":
 		return fromImageTar(arg)
 	case "rootfs":
-		img, err := FromRootfs(arg)
-		return img, noop, err
+		return FromRootfs(arg)
 	}
 	if from == "" {
 		return nil, nil, fmt.Errorf("no source: give one of %s", sourceHelp)
@@ -84,8 +87,7 @@ func Open(ctx context.Context, from string, include []string, progress io.Writer
 	case "docker", "oci":
 		return fromImageTar(from)
 	}
-	img, err = FromRootfs(from)
-	return img, noop, err
+	return FromRootfs(from)
 }
 
 // sniffTar says what a tar file holds: "docker" (manifest.json at the top),
@@ -260,31 +262,61 @@ func pickImage(idx v1.ImageIndex, depth int) (v1.Image, error) {
 
 // FromRootfs makes a one-layer image of a root filesystem tarball (plain or
 // gzip). Device nodes and fifos are left out: container runtimes make /dev
-// themselves, and unprivileged engines cannot create them.
-func FromRootfs(p string) (v1.Image, error) {
-	if _, err := os.Stat(p); err != nil {
-		return nil, fmt.Errorf("root filesystem tarball: %w", err)
-	}
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return filteredRootfs(p)
-	})
+// themselves, and unprivileged engines cannot create them. The layer is
+// compressed once, into a temp file that cleanup removes.
+func FromRootfs(p string) (img v1.Image, cleanup func(), err error) {
+	in, err := filteredRootfs(p)
 	if err != nil {
-		return nil, fmt.Errorf("reading root filesystem tarball %s: %w", p, err)
+		return nil, nil, fmt.Errorf("root filesystem tarball: %w", err)
 	}
-	img, err := mutate.Append(empty.Image, mutate.Addendum{
+	defer in.Close()
+	f, err := os.CreateTemp("", "malocal-rootfs-*.tar.gz")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup = func() { os.Remove(f.Name()) }
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	zw, err := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	_, err = io.Copy(zw, in)
+	if cerr := zw.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading root filesystem tarball %s: %w", p, err)
+	}
+	layer, err := tarball.LayerFromFile(f.Name())
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading root filesystem tarball %s: %w", p, err)
+	}
+	img, err = mutate.Append(empty.Image, mutate.Addendum{
 		Layer:   layer,
 		History: v1.History{Created: v1.Time{Time: LayerTime}, CreatedBy: "malocal base build: root filesystem tarball"},
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	return mutate.ConfigFile(img, cf)
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, nil, err
+	}
+	return img, cleanup, nil
 }
 
 // filteredRootfs streams the tarball at p, uncompressed, without device
@@ -383,12 +415,12 @@ func fromDebian(ctx context.Context, suite string, include []string, progress io
 		cleanup()
 		return nil, nil, err
 	}
-	img, err := FromRootfs(out)
+	img, rmLayer, err := FromRootfs(out)
 	if err != nil {
 		cleanup()
 		return nil, nil, err
 	}
-	return img, cleanup, nil
+	return img, func() { rmLayer(); cleanup() }, nil
 }
 
 // Mmdebstrap writes a root filesystem tarball of Debian SUITE (e.g.

@@ -71,10 +71,7 @@ func tarDir(t *testing.T, dir, out string) {
 
 func TestOpenSources(t *testing.T) {
 	rootfs := writeRootfs(t, baseEntries(), true)
-	src, err := FromRootfs(rootfs)
-	if err != nil {
-		t.Fatal(err)
-	}
+	src := rootfsImage(t, rootfs)
 	want := diffIDs(t, src)
 	dir := t.TempDir()
 
@@ -94,7 +91,7 @@ func TestOpenSources(t *testing.T) {
 	ociTar := filepath.Join(dir, "oci.tar")
 	tarDir(t, ociDir, ociTar)
 
-	for _, from := range []string{dockerTar, "image:" + dockerTar, ociDir, "oci:" + ociDir, ociTar, "image:" + ociTar, rootfs, "rootfs:" + rootfs} {
+	for _, from := range []string{dockerTar, "image:" + dockerTar, ociDir, "oci:" + ociDir, ociTar, "oci:" + ociTar, "image:" + ociTar, rootfs, "rootfs:" + rootfs} {
 		t.Run(from, func(t *testing.T) {
 			img := openSource(t, from)
 			if got := diffIDs(t, img); !reflect.DeepEqual(got, want) {
@@ -121,6 +118,9 @@ func TestOpenErrors(t *testing.T) {
 		if _, _, err := Open(ctx, c.from, nil, io.Discard); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Open(%q): %v, want %q", c.from, err, c.want)
 		}
+	}
+	if _, _, err := Open(ctx, "docker:python:3.11", []string{"curl"}, nil); err == nil || !strings.Contains(err.Error(), "only apply to a debian:SUITE source") {
+		t.Errorf("--include with a docker source: %v", err)
 	}
 	t.Setenv("PATH", t.TempDir()) // no docker, no mmdebstrap
 	if _, _, err := Open(ctx, "docker:python:3.11-slim", nil, nil); !errors.Is(err, ErrNoDocker) {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -112,16 +111,46 @@ type baseFS struct {
 var interesting = []string{"etc/passwd", "etc/group", "etc/shadow", "home", "cache",
 	"bin/bash", "usr/bin/bash", "usr/bin/python3", "usr/local/bin/python3", "bin/python3"}
 
-// inspectBase reads the flattened filesystem of img (whiteouts applied) and
-// keeps the entries the toolkit layer depends on.
+// inspectBase reads the base's layers from the top down, headers only
+// except for the few /etc files it keeps, and applies whiteouts and opaque
+// directories, stopping once every path of interest is decided.
 func inspectBase(img v1.Image, extra ...string) (*baseFS, error) {
 	want := map[string]bool{}
-	for _, p := range append(interesting, extra...) {
+	for _, p := range interesting {
+		want[p] = true
+	}
+	for _, p := range extra {
 		want[p] = true
 	}
 	b := &baseFS{files: map[string]*tar.Header{}, content: map[string][]byte{}, exists: map[string]bool{}}
-	rc := mutate.Extract(img)
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, fmt.Errorf("reading the base image's layers: %w", err)
+	}
+	decided := map[string]bool{} // found or deleted by an upper layer
+	for i := len(layers) - 1; i >= 0 && len(decided) < len(want); i-- {
+		hidden, err := scanLayer(layers[i], want, decided, b)
+		if err != nil {
+			return nil, fmt.Errorf("reading layer %d of the base image: %w", i+1, err)
+		}
+		for p := range want {
+			if b.exists[p] || hidden(p) {
+				decided[p] = true
+			}
+		}
+	}
+	return b, nil
+}
+
+// scanLayer records the wanted, undecided paths one layer holds, and
+// returns what the layer's whiteouts hide in the layers below.
+func scanLayer(l v1.Layer, want, decided map[string]bool, b *baseFS) (func(string) bool, error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
 	defer rc.Close()
+	var gone, opaque []string
 	tr := tar.NewReader(rc)
 	for {
 		hdr, err := tr.Next()
@@ -129,10 +158,19 @@ func inspectBase(img v1.Image, extra ...string) (*baseFS, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading the base image's layers: %w", err)
+			return nil, err
 		}
 		name := cleanName(hdr.Name)
-		if !want[name] {
+		dir, base := path.Split(name)
+		switch {
+		case base == ".wh..wh..opq":
+			opaque = append(opaque, strings.TrimSuffix(dir, "/"))
+			continue
+		case strings.HasPrefix(base, ".wh."):
+			gone = append(gone, dir+strings.TrimPrefix(base, ".wh."))
+			continue
+		}
+		if !want[name] || decided[name] {
 			continue
 		}
 		b.exists[name] = true
@@ -142,13 +180,24 @@ func inspectBase(img v1.Image, extra ...string) (*baseFS, error) {
 			}
 			data, err := io.ReadAll(tr)
 			if err != nil {
-				return nil, fmt.Errorf("reading /%s of the base: %w", name, err)
+				return nil, fmt.Errorf("reading /%s: %w", name, err)
 			}
-			b.files[name] = hdr
-			b.content[name] = data
+			b.files[name], b.content[name] = hdr, data
 		}
 	}
-	return b, nil
+	return func(p string) bool {
+		for _, g := range gone {
+			if p == g || strings.HasPrefix(p, g+"/") {
+				return true
+			}
+		}
+		for _, d := range opaque {
+			if d == "" || strings.HasPrefix(p, d+"/") {
+				return true
+			}
+		}
+		return false
+	}, nil
 }
 
 func (b *baseFS) hasPython() bool {

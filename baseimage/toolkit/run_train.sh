@@ -34,7 +34,7 @@ LOG_FILE="${MALOCAL_LOG_DIR:-/tmp}/dls-task-${TASK_INDEX}.log"
 APP_URL="${DLS_APP_URL:-}"
 LOG_URL="${DLS_LOG_URL:-}"
 
-if ! : >>"$LOG_FILE" 2>/dev/null; then
+if ! : >"$LOG_FILE" 2>/dev/null; then
 	echo "run_train.sh: cannot write $LOG_FILE; logging to stdout only" >&2
 	LOG_FILE=/dev/null
 fi
