@@ -512,6 +512,9 @@ func (r *Report) finish(ro *resolved, d time.Duration) {
 		return keep[i].Rule < keep[j].Rule
 	})
 	r.Violations = capViolations(keep, maxPerRuleLayer)
+	if r.Violations == nil {
+		r.Violations = []Violation{} // "violations": [] in JSON, not null
+	}
 	r.Verdict = Pass
 	if len(r.Violations) > 0 {
 		r.Verdict = Fail
