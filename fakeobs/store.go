@@ -402,7 +402,13 @@ type tempFile struct {
 	f    *os.File
 	name string
 	done bool
+
+	written, flushed int64 // bytes written, and handed to writeback
 }
+
+// writebackChunk is how much a temp file accumulates before its writeback
+// is started.
+const writebackChunk = 8 << 20
 
 func (b *backend) createTemp() (*tempFile, error) {
 	name := path.Join(tmpDir, randomName())
@@ -419,7 +425,13 @@ func (t *tempFile) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	return t.f.Write(p)
+	n, err := t.f.Write(p)
+	t.written += int64(n)
+	if t.written-t.flushed >= writebackChunk {
+		startWriteback(t.f, t.flushed, t.written-t.flushed)
+		t.flushed = t.written
+	}
+	return n, err
 }
 
 // finish fsyncs and closes the file and returns its size and mtime.
