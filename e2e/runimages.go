@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/malocal/malocal/baseimage"
+)
+
+// EngineImages are a custom image and the official base it is built on,
+// loaded into the local Docker engine (not into any emulator), as a user
+// of `malocal run` has them after `docker build`.
+type EngineImages struct {
+	Base  string // name:tag of the base, e.g. malocal-test/busybox-base:t123
+	Image string // name:tag of the custom image built on it
+	// BaseImg is the base, for tests that build more images on it.
+	BaseImg v1.Image
+}
+
+// LoadBusyboxImages loads into the Docker engine a busybox base that passes
+// baseimage.CheckBase (the toolkit layer of baseimage.Assemble on the
+// static busybox, with a stand-in /usr/bin/python3 that is a shell script,
+// so run_train.sh itself cannot run: commands use /bin/sh) and an image
+// built on it that inherits its org.malocal.base.* labels. The names are
+// unique to the test; both are removed when it ends.
+func LoadBusyboxImages(t testing.TB) EngineImages {
+	t.Helper()
+	_, err := os.Stat(BusyboxPath)
+	Require(t, err == nil, "the static busybox is missing (apt-get install busybox-static)")
+	bb, err := BusyboxV1Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb, err = mutate.AppendLayers(bb, fileLayer("usr/bin/python3", "#!/bin/sh\necho 'python3 stand-in of the busybox test base' >&2\nexit 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := fmt.Sprintf("t%d", time.Now().UnixNano())
+	base, err := baseimage.Assemble(bb, baseimage.AssembleOptions{Name: "malocal-test/busybox-base", Tag: tag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, fileLayer("home/work/app/README", "built on the busybox base\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs := EngineImages{Base: "malocal-test/busybox-base:" + tag, Image: "malocal-test/busybox-train:" + tag, BaseImg: base}
+	LoadImage(t, imgs.Base, base)
+	LoadImage(t, imgs.Image, img)
+	return imgs
+}
+
+// LoadPythonImages is LoadBusyboxImages with a real Debian base (python3,
+// pip, numpy: the baseimage tests' CI base) made from the cached mmdebstrap
+// root filesystem, so run_train.sh, its downloader and moxing work.
+func LoadPythonImages(t testing.TB) EngineImages {
+	t.Helper()
+	rootfs := cachedRootfs(t, []string{"python3", "python3-pip", "python3-numpy"})
+	src, cleanup, err := baseimage.FromRootfs(rootfs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	tag := fmt.Sprintf("t%d", time.Now().UnixNano())
+	base, err := baseimage.Assemble(src, baseimage.AssembleOptions{Name: "malocal-test/python-base", Tag: tag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(base, fileLayer("home/work/app/README", "built on the python base\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs := EngineImages{Base: "malocal-test/python-base:" + tag, Image: "malocal-test/python-train:" + tag, BaseImg: base}
+	LoadImage(t, imgs.Base, base)
+	LoadImage(t, imgs.Image, img)
+	return imgs
+}
+
+// cachedRootfs returns the bookworm root filesystem that baseimage's tests
+// cache under os.TempDir()/malocal-test-cache (the same file name: the
+// package list's hash). Under CI it is made with mmdebstrap when missing;
+// elsewhere the test is skipped, as making it needs the Debian mirror.
+func cachedRootfs(t testing.TB, include []string) string {
+	t.Helper()
+	pkgs := baseimage.IncludeList(include)
+	sum := sha256.Sum256([]byte(strings.Join(pkgs, ",")))
+	dir := filepath.Join(os.TempDir(), "malocal-test-cache")
+	p := filepath.Join(dir, "rootfs-bookworm-"+hex.EncodeToString(sum[:6])+".tar")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	Require(t, InCI(), "no cached Debian root filesystem at "+p+" (run the baseimage tests once, or set CI=true to build it with mmdebstrap)")
+	RequireTool(t, "mmdebstrap")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	if err := baseimage.Mmdebstrap(ctx, "bookworm", include, p, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// LoadImage loads img into the Docker engine as ref (docker load) and
+// removes that tag when the test ends.
+func LoadImage(t testing.TB, ref string, img v1.Image) {
+	t.Helper()
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarball.Write(tag, img, pw)) }()
+	cmd := exec.Command("docker", "load")
+	cmd.Stdin = pr
+	out, err := cmd.CombinedOutput()
+	pr.CloseWithError(io.EOF)
+	if err != nil {
+		t.Fatalf("docker load %s: %v: %s", ref, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("docker", "rmi", ref).CombinedOutput(); err != nil {
+			t.Logf("docker rmi %s: %v: %s", ref, err, out)
+		}
+	})
+}
