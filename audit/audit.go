@@ -611,12 +611,14 @@ func (c *checker) layer(i int, diffID string, es []entry) {
 		b := c.base.files[e.path]
 		if b != nil && c.prot.covers(e.path) {
 			if !sameType(b, cur) {
-				retyped[e.path] = true
-				what := typeOf(cur).String()
-				if cur.kind == kindSymlink {
-					what += " to " + cur.link
+				if !retyped[e.path] { // else reported from an entry below it
+					retyped[e.path] = true
+					what := typeOf(cur).String()
+					if cur.kind == kindSymlink {
+						what += " to " + cur.link
+					}
+					add(RuleProtRetyped, e.path, "protected base %s replaced by a %s", typeOf(b), what)
 				}
-				add(RuleProtRetyped, e.path, "protected base %s replaced by a %s", typeOf(b), what)
 			} else if d := differences(b, cur); len(d) > 0 {
 				add(RuleProtModified, e.path, "protected base %s modified: %s", typeOf(b), strings.Join(d, "; "))
 			}
@@ -647,9 +649,9 @@ func (c *checker) layer(i int, diffID string, es []entry) {
 
 // sameFile is whether cur is exactly the base's file b.
 func sameFile(b, cur *entry) bool {
-	return typeOf(b) == kindFile && typeOf(cur) == kindFile && cur.kind == kindFile &&
+	return b.kind == kindFile && cur.kind == kindFile &&
 		b.mode == cur.mode && b.uid == cur.uid && b.gid == cur.gid && b.xattrs == cur.xattrs &&
-		b.hash != nil && string(b.hash) == string(cur.hash) && b.link == cur.link
+		b.hash != nil && string(b.hash) == string(cur.hash)
 }
 
 func sample(paths []string) string {

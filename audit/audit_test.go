@@ -378,6 +378,7 @@ func TestMergedUsrBase(t *testing.T) {
 		{"file below the /bin symlink", []tf{file("bin/ls", "evil", 0o755)}, []string{RuleProtRetyped}},
 		{"whiteout below the /bin symlink", []tf{whiteout("bin/.wh.ls")}, []string{RuleProtRetyped}},
 		{"explicit dir over the /lib symlink", []tf{dir("lib"), file("lib/libc.so.6", "evil", 0o755)}, []string{RuleProtRetyped}},
+		{"explicit dir after the file below it", []tf{file("lib/libc.so.6", "evil", 0o755), dir("lib")}, []string{RuleProtRetyped}},
 		{"new tool in /usr/bin", []tf{dir("usr"), dir("usr/bin"), file("usr/bin/newtool", "ok", 0o755)}, nil},
 		{"file below an unprotected dir", []tf{file("opt/app/x", "ok", 0o644)}, nil},
 	} {
