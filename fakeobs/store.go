@@ -540,6 +540,9 @@ func (b *backend) spool(r io.Reader, size int64) (*tempFile, []byte, error) {
 		if m > 0 {
 			if _, werr := t.Write(buf[:m]); werr != nil {
 				t.discard()
+				// Read the rest of the body so that the client, still
+				// sending, gets the error response rather than a reset.
+				_, _ = io.Copy(io.Discard, src)
 				return nil, nil, diskError("write object data", werr)
 			}
 			h.Write(buf[:m])
