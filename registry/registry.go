@@ -36,7 +36,13 @@ type options struct {
 type Option func(*options)
 
 // WithLogger sets the logger; requests are logged at debug level.
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.log = l
+		}
+	}
+}
 
 // WithQuota caps the bytes stored in blobs and uploads; 0 means unlimited.
 func WithQuota(bytes int64) Option { return func(o *options) { o.quota = bytes } }
