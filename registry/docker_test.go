@@ -212,3 +212,35 @@ func TestSkopeoCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDockerPushOverQuota checks that docker push over the quota fails
+// with the registry's message, leaves no blob of the layer behind, and
+// that GC leaves the data dir empty of it.
+func TestDockerPushOverQuota(t *testing.T) {
+	docker := needDocker(t)
+	root := filepath.Join(t.TempDir(), "registry")
+	reg := newTestRegistry(t, root, WithQuota(8<<20))
+	_, addr := serveOn(t, "127.0.0.1:0", reg.Handler())
+	image := "localhost:" + addr[strings.LastIndex(addr, ":")+1:] + "/malocal-test/quota:1"
+	t.Cleanup(func() { exec.Command(docker, "rmi", "-f", image).Run() })
+
+	noise := randBytes(t, 16<<20)
+	tarball := filepath.Join(t.TempDir(), "rootfs.tar")
+	writeTar(t, tarball, map[string][]byte{"noise": noise}, "")
+	run(t, docker, "import", "--change", "LABEL malocal.test=1", tarball, image)
+	out, err := exec.CommandContext(t.Context(), docker, "push", image).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "quota") {
+		t.Fatalf("docker push over quota: %v\n%s", err, out)
+	}
+	t.Logf("docker says: %s", strings.TrimSpace(string(out[bytes.LastIndexByte(bytes.TrimSpace(out), '\n')+1:])))
+	checkNoPartial(t, root)
+	if reg.Used() > 8<<20 {
+		t.Fatalf("used %d over the quota", reg.Used())
+	}
+	if _, err := newTestRegistry(t, root, WithGCGrace(0)).GC(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := dirBytes(t, filepath.Join(root, "uploads")); n != 0 {
+		t.Fatalf("%d upload bytes left after GC", n)
+	}
+}
