@@ -34,10 +34,11 @@ type Limits struct {
 }
 
 const (
-	defaultMaxEntries = 1_000_000
-	defaultMaxRatio   = 100
-	ratioFloor        = 1 << 20 // bytes out before the ratio is judged
-	xattrPrefix       = "SCHILY.xattr."
+	defaultMaxEntries   = 1_000_000
+	defaultMaxRatio     = 100
+	ratioFloor          = 1 << 20 // bytes out before the ratio is judged
+	maxFindingsPerLayer = 1000
+	xattrPrefix         = "SCHILY.xattr."
 )
 
 type kind uint8
@@ -300,8 +301,23 @@ func walkTar(r io.Reader, res *layerRead, spec readSpec) error {
 		sc = spec.sigs.newScanner()
 	}
 	buf := make([]byte, 128<<10)
+	// Findings are kept up to a bound, so that a layer of a million bad
+	// entries cannot make the audit itself use a lot of memory.
+	dropped := 0
+	note := func(v Violation) {
+		if len(res.bad) < maxFindingsPerLayer {
+			res.bad = append(res.bad, v)
+		} else {
+			dropped++
+		}
+	}
+	defer func() {
+		if dropped > 0 {
+			res.bad = append(res.bad, Violation{Rule: RuleHostileLayer, Detail: fmt.Sprintf("%d more findings in this layer not kept", dropped)})
+		}
+	}()
 	bad := func(p, format string, a ...any) {
-		res.bad = append(res.bad, Violation{Rule: RuleHostileLayer, Path: p, Detail: fmt.Sprintf(format, a...)})
+		note(Violation{Rule: RuleHostileLayer, Path: p, Detail: fmt.Sprintf(format, a...)})
 	}
 	for n := 0; ; n++ {
 		hdr, err := tr.Next()
@@ -396,7 +412,7 @@ func walkTar(r io.Reader, res *layerRead, spec readSpec) error {
 				}
 				if sc != nil {
 					if names := sc.found(); len(names) > 0 {
-						res.bad = append(res.bad, Violation{Rule: RuleMalware, Path: p, Detail: "matches signature " + strings.Join(names, ", ")})
+						note(Violation{Rule: RuleMalware, Path: p, Detail: "matches signature " + strings.Join(names, ", ")})
 					}
 				}
 			}

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -106,5 +107,18 @@ func TestHostileLayerReportStaysReadable(t *testing.T) {
 	rep := mustAudit(t, NewAuditor(f.catalog, nil), f.custom(t, es), Options{})
 	if len(rep.Violations) != maxPerRuleLayer+1 || !strings.Contains(rep.Violations[maxPerRuleLayer].Detail, "and 450 more") {
 		t.Fatalf("%d violations, last %+v", len(rep.Violations), rep.Violations[len(rep.Violations)-1])
+	}
+}
+
+func TestFindingsPerLayerBounded(t *testing.T) {
+	f := newFixture(t)
+	var es []tf
+	for i := 0; i < maxFindingsPerLayer+10; i++ {
+		es = append(es, file(fmt.Sprintf("/abs/%d", i), "", 0o644))
+	}
+	rep := mustAudit(t, NewAuditor(f.catalog, nil), f.custom(t, es), Options{})
+	last := rep.Violations[len(rep.Violations)-1]
+	if rep.Verdict != Fail || len(rep.Violations) != maxPerRuleLayer+1 || !strings.Contains(last.Detail, fmt.Sprintf("and %d more", maxFindingsPerLayer+1-maxPerRuleLayer)) {
+		t.Fatalf("%d violations, last %+v", len(rep.Violations), last)
 	}
 }
