@@ -29,4 +29,11 @@
 // Verdicts are cached by manifest and config digest (BoltCache): an approved
 // image is not audited again, a rejected one fails at once with its stored
 // reasons, and Options.Force runs the audit again.
+//
+// Images come from the embedded registry (RegistryAuditor over an
+// ImageSource such as (*registry.Registry).Image; its Audit method is the
+// job manager's jobs.Auditor), from a docker-save tarball or OCI layout
+// (FromTarball), or from the local Docker engine (FromDockerEngine).
+// Reports are written as text, JSON or SARIF 2.1.0; `malocal image audit`
+// is the command-line front end.
 package audit
