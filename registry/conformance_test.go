@@ -14,7 +14,11 @@ import (
 // against the registry on a loopback port, with every API group and data
 // type on that our registry claims, including referrers and sha512.
 func TestConformance(t *testing.T) {
-	bin := needTool(t, "OCI conformance suite (OCI_CONFORMANCE_BIN)", os.Getenv("OCI_CONFORMANCE_BIN"))
+	bin := os.Getenv("OCI_CONFORMANCE_BIN")
+	if bin == "" {
+		missingTool(t, "OCI_CONFORMANCE_BIN is not set (.ci/conformance-install.sh installs the suite)")
+	}
+	bin = needTool(t, "conformance suite", bin)
 	reg := newTestRegistry(t, filepath.Join(t.TempDir(), "registry"))
 	addr := serveTCP(t, reg.Handler())
 	results := t.TempDir()

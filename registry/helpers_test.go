@@ -8,23 +8,29 @@ import (
 	"testing"
 )
 
-// needTool returns the path of an external tool a test needs: under CI a
-// missing tool fails the test, elsewhere it skips with the reason.
+// needTool returns the path of an external tool a test needs: its path
+// when given, else found on PATH.
 func needTool(t *testing.T, name, path string) string {
 	t.Helper()
 	if path == "" {
-		p, err := exec.LookPath(name)
-		if err == nil {
+		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	} else if _, err := os.Stat(path); err == nil {
 		return path
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is required under CI=true and was not found", name)
-	}
-	t.Skipf("%s not installed (see .ci/run for how CI installs it)", name)
+	missingTool(t, name+" not found")
 	return ""
+}
+
+// missingTool fails the test under CI=true, where every tool must be
+// installed, and skips it with the reason elsewhere.
+func missingTool(t *testing.T, reason string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s (required under CI=true)", reason)
+	}
+	t.Skipf("%s (see .ci/run for how CI installs it)", reason)
 }
 
 // serveTCP serves h on a real loopback port (external clients need one)
