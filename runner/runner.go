@@ -260,6 +260,11 @@ func (r *run) main(ctx context.Context) (Result, error) {
 	}
 	r.job = j
 	r.notePull(j)
+	if j.Reason != "" {
+		r.logf("job %s %s: %s", j.ID, j.Status, j.Reason)
+	} else {
+		r.logf("job %s %s", j.ID, j.Status)
+	}
 	res := Result{Job: j, ExitCode: exitCode(j)}
 	if j.Status == api.StatusAuditFailed {
 		fmt.Fprintf(r.o.Stderr, "audit of %s failed:\n", image)
