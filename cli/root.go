@@ -78,6 +78,7 @@ training jobs on Docker containers that see the platform's environment.`,
 		newObsCmd(g),
 		newBaseCmd(g),
 		newJobCmd(g),
+		newRunCmd(g),
 	)
 	attachImageAudit(root, g) // malocal image audit, in audit.go
 	return root
