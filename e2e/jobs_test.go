@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -130,7 +131,7 @@ func TestJobContractFourNodes(t *testing.T) {
 	for i := range 4 {
 		for _, want := range []string{
 			fmt.Sprintf("%d|task=%d of=4 app=s3://code/new/ data=obs://code/data/ train=s3://code/out/ job=%s batchjob=%s", i, i, j.ID, j.ID),
-			fmt.Sprintf("%d|instance=contract-test-%d ip=172.", i, i),
+			fmt.Sprintf("%d|instance=contract-test-%d ip=", i, i),
 			fmt.Sprintf("hosts=4 vc=%d/4 workers=contract-test-0,contract-test-1,contract-test-2,contract-test-3 gpus=0 extra=yes", i),
 			fmt.Sprintf("%d|s3=http://", i),
 			fmt.Sprintf("region=%s key=%s user=1101", e.Creds.Region, e.Creds.AccessKey),
@@ -142,6 +143,17 @@ func TestJobContractFourNodes(t *testing.T) {
 				t.Errorf("logs lack %q", want)
 			}
 		}
+	}
+	ipLine := regexp.MustCompile(`(?m)^(\d)\|instance=\S+ ip=(\d+\.\d+\.\d+\.\d+) maip=(\S+) `)
+	ips := map[string]bool{}
+	for _, m := range ipLine.FindAllStringSubmatch(logs, -1) {
+		if m[2] != m[3] {
+			t.Errorf("task %s: BATCH_TASK_CURRENT_HOST_IP %s but MA_CURRENT_IP %s", m[1], m[2], m[3])
+		}
+		ips[m[2]] = true
+	}
+	if len(ips) != 4 {
+		t.Errorf("want 4 distinct task addresses, got %v", ips)
 	}
 	for i := 1; i < 4; i++ {
 		if !strings.Contains(logs, fmt.Sprintf("0|hello-from-%d", i)) {

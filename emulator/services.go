@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/malocal/malocal/api"
@@ -18,8 +20,9 @@ import (
 
 // Paths of the services' state in the data dir.
 const (
-	storeFile = "store.db"
-	jobsDir   = "jobs"
+	storeFile   = "store.db"
+	jobsDir     = "jobs"
+	auditLogDir = "audit/logs"
 )
 
 // services are the parts `malocal up` serves; they are opened after the
@@ -57,12 +60,17 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	if s.store, err = jobs.OpenStore(e.dd.Sub(storeFile)); err != nil {
 		return err
 	}
-	if s.auditCache, err = audit.OpenBoltCache(e.dd.Sub(auditCacheFile)); err != nil {
+	if err := os.MkdirAll(filepath.Dir(e.dd.Sub(audit.VerdictsFile)), 0o700); err != nil {
+		return fmt.Errorf("creating the audit dir: %w", err)
+	}
+	if s.auditCache, err = audit.OpenBoltCache(e.dd.Sub(audit.VerdictsFile)); err != nil {
 		return fmt.Errorf("opening the audit verdict cache: %w", err)
 	}
+	// The catalog file is read on every audit, so bases that `malocal base
+	// build` publishes from another process count at once.
 	auditor := &audit.RegistryAuditor{
 		Source:  s.reg,
-		Auditor: audit.NewAuditor(baseCatalog{baseimage.OpenCatalog(e.dd.Path)}, s.auditCache),
+		Auditor: audit.NewAuditor(audit.CatalogFile(baseimage.OpenCatalog(e.dd.Path).Path()), s.auditCache),
 		LogDir:  e.dd.Sub(auditLogDir),
 	}
 	eng, err := docker.New()
