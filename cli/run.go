@@ -73,7 +73,7 @@ timeout, 3 when the image failed the audit, 130 on Ctrl-C, 1 on other errors.`,
 	f.StringVar(&o.Image, "image", "", "image, in the emulator's registry or the local Docker engine (required)")
 	f.IntVar(&o.Nodes, "nodes", 1, "number of nodes (containers)")
 	f.StringVar(&o.Data, "data", "", "local data dir, uploaded as the job's data dir (DLS_DATA_URL)")
-	f.StringVar(&o.DataURL, "data-url", "", "data dir already in the object store (s3:// or obs://), instead of --data")
+	f.StringVar(&o.DataURL, "data-url", "", "data dir already in the object store (s3:// or obs://; useful with --api), instead of --data")
 	f.StringVar(&o.Output, "output", "", "local dir the job's output dir (DLS_TRAIN_URL) is downloaded to")
 	f.DurationVar(&o.Timeout, "timeout", 0, "time limit of the job, e.g. 30m; reaching it exits 124 (0: none)")
 	f.StringArrayVar(&env, "env", nil, "extra environment variable KEY=VALUE (repeatable)")
