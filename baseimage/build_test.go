@@ -157,3 +157,15 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("build without push: %+v %v", res, err)
 	}
 }
+
+func TestPingCanceled(t *testing.T) {
+	host := startRegistry(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := ping(ctx, host); !errors.Is(err, context.Canceled) || errors.Is(err, ErrRegistryNotRunning) {
+		t.Errorf("ping with a canceled context: %v", err)
+	}
+	if err := ping(context.Background(), "http://"+host); err != nil {
+		t.Errorf("ping: %v", err)
+	}
+}

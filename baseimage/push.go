@@ -37,18 +37,24 @@ func Reference(registry, repo, tag string) (name.Tag, error) {
 
 // ping checks that a registry answers on /v2/ at all (any HTTP status).
 func ping(ctx context.Context, registry string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	scheme := "http://"
 	if strings.HasPrefix(registry, "https://") {
 		scheme = "https://"
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+registryHost(registry)+"/v2/", nil)
+	req, err := http.NewRequestWithContext(pctx, http.MethodGet, scheme+registryHost(registry)+"/v2/", nil)
 	if err != nil {
 		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		if ctx.Err() != nil { // the caller gave up; the registry may be fine
+			return fmt.Errorf("checking the registry at %s: %w", registryHost(registry), ctx.Err())
+		}
 		return fmt.Errorf("%w at %s (start it with `malocal up`): %v", ErrRegistryNotRunning, registryHost(registry), err)
 	}
 	resp.Body.Close()
