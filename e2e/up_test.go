@@ -254,3 +254,30 @@ func TestVersionAndCompletion(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestImageCommandsOnTheRunningRegistry(t *testing.T) {
+	e := Start(t)
+	ref := e.BusyboxImage(t, "team/app", "v1")
+	r := e.Run("image", "ls")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "team/app") || !strings.Contains(r.Stdout, "v1") || !strings.Contains(r.Stdout, "test/busybox-base") {
+		t.Fatalf("image ls: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if r := e.Run("image", "rm", ref); r.Code != 0 {
+		t.Fatalf("image rm: %d %s", r.Code, r.Stderr)
+	}
+	// The tag is gone; the manifest stays, untagged, until removed by digest.
+	if r := e.Run("image", "ls", "-o", "json"); strings.Contains(r.Stdout, `"tag": "v1"`) {
+		t.Errorf("team/app:v1 still listed after rm:\n%s", r.Stdout)
+	}
+	if r := e.Run("image", "rm", ref); r.Code == 0 || !strings.Contains(r.Stderr, "not found") {
+		t.Errorf("second rm: %d %q", r.Code, r.Stderr)
+	}
+	if r := e.Run("registry", "gc"); r.Code != 0 {
+		t.Errorf("registry gc: %d %s", r.Code, r.Stderr)
+	}
+	// The registry answers docker's protocol on its own listener.
+	resp, err := http.Get("http://" + e.Registry + "/v2/")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /v2/: %v %v", resp, err)
+	}
+}
