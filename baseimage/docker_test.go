@@ -82,6 +82,7 @@ func docker(t *testing.T, args ...string) (string, int) {
 // download.
 func TestBaseInDocker(t *testing.T) {
 	needDocker(t)
+	removeTestImages(t) // left by a run that timed out before its cleanup
 	rootfs := cachedRootfs(t, testInclude)
 	host := startRegistry(t)
 	cat := OpenCatalog(t.TempDir())
@@ -170,5 +171,17 @@ python3 -c 'import moxing as mox, numpy; print("moxing", mox.file.copy_parallel.
 	}
 	if ps, _ := docker(t, "ps", "-aq", "--filter", "label=malocal.test=1", "--filter", "ancestor="+ref); strings.TrimSpace(ps) != "" {
 		t.Errorf("containers left behind: %s", ps)
+	}
+}
+
+// removeTestImages removes the images of earlier runs of this test (their
+// repositories are under malocal-test/, on a loopback registry).
+func removeTestImages(t *testing.T) {
+	t.Helper()
+	out, _ := docker(t, "images", "--format", "{{.Repository}}:{{.Tag}}")
+	for _, ref := range strings.Fields(out) {
+		if strings.HasPrefix(ref, "127.0.0.1:") && strings.Contains(ref, "/malocal-test/") {
+			docker(t, "rmi", "-f", ref)
+		}
 	}
 }
