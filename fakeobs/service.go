@@ -341,7 +341,7 @@ var unimplemented = []string{
 	"logging", "notification", "replication", "encryption", "ownershipControls",
 	"publicAccessBlock", "object-lock", "legal-hold", "retention", "accelerate",
 	"requestPayment", "analytics", "inventory", "metrics", "intelligent-tiering",
-	"restore", "select", "torrent", "attributes", "website", "replication",
+	"restore", "select", "torrent", "attributes",
 }
 
 func splitPath(p string) (bucket, key string) {
