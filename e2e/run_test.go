@@ -118,10 +118,10 @@ print("uploaded")
 		"src/lib/helper.py": "X = 1\n",
 		"data/numbers.txt":  "1 2 3 4\n",
 	})
-	imgs := LoadPythonImages(t)
+	base := LoadPythonBase(t)
 	cmd := `python3 -c "import moxing as mox, os; mox.file.copy_parallel(os.environ['DLS_DATA_URL'], '/cache/data')" && ` +
 		`test -f /home/work/user-job-dir/src/lib/helper.py && python3 /home/work/user-job-dir/src/train.py "$@"`
-	res := r.run("--code", r.code, "--image", imgs.Image, "--nodes", "2", "--data", r.data, "--output", r.output,
+	res := r.run("--code", r.code, "--image", base, "--nodes", "2", "--data", r.data, "--output", r.output,
 		"--junit", r.junit, "--env", "EXTRA=yes", "--",
 		"bash", "/home/work/run_train.sh", "bash", "-c", cmd, "train", "--lr=0.1")
 	if res.Code != 0 {
@@ -141,7 +141,7 @@ print("uploaded")
 			t.Errorf("output task-%d.txt: %q, %v", i, b, err)
 		}
 	}
-	if !strings.Contains(res.Stderr, "registered base "+imgs.Base) {
+	if !strings.Contains(res.Stderr, "registered base "+base) {
 		t.Errorf("the base was not pushed and registered from the engine:\n%s", res.Stderr)
 	}
 	var rep struct {

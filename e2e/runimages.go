@@ -64,30 +64,34 @@ func LoadBusyboxImages(t testing.TB) EngineImages {
 	return imgs
 }
 
-// LoadPythonImages is LoadBusyboxImages with a real Debian base (python3,
-// pip, numpy: the baseimage tests' CI base) made from the cached mmdebstrap
-// root filesystem, so run_train.sh, its downloader and moxing work.
-func LoadPythonImages(t testing.TB) EngineImages {
+// LoadPythonBase loads into the Docker engine a real Debian base (python3,
+// pip, numpy: the baseimage tests' CI base), built by `malocal base build
+// --output-tar` from the cached mmdebstrap root filesystem, so run_train.sh,
+// its downloader and moxing work. It returns the base's name:tag, unique
+// to the test, and removes it when the test ends. The base, run as an
+// image itself, carries its own org.malocal.base.* labels.
+func LoadPythonBase(t testing.TB) string {
 	t.Helper()
 	rootfs := cachedRootfs(t, []string{"python3", "python3-pip", "python3-numpy"})
-	src, cleanup, err := baseimage.FromRootfs(rootfs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cleanup)
 	tag := fmt.Sprintf("t%d", time.Now().UnixNano())
-	base, err := baseimage.Assemble(src, baseimage.AssembleOptions{Name: "malocal-test/python-base", Tag: tag})
-	if err != nil {
-		t.Fatal(err)
+	ref := "malocal-test/python-base:" + tag
+	tarPath := filepath.Join(t.TempDir(), "base.tar")
+	// The binary, not this process: a race-instrumented test would take
+	// minutes to hash and compress the 300 MB layer.
+	res := RunCLI(t, nil, "base", "build", "--name", "malocal-test/python-base", "--tag", tag,
+		"--from", "rootfs:"+rootfs, "--output-tar", tarPath)
+	if res.Code != 0 {
+		t.Fatalf("malocal base build: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
-	img, err := mutate.AppendLayers(base, fileLayer("home/work/app/README", "built on the python base\n"))
-	if err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("docker", "load", "-i", tarPath).CombinedOutput(); err != nil {
+		t.Fatalf("docker load %s: %v: %s", tarPath, err, out)
 	}
-	imgs := EngineImages{Base: "malocal-test/python-base:" + tag, Image: "malocal-test/python-train:" + tag, BaseImg: base}
-	LoadImage(t, imgs.Base, base)
-	LoadImage(t, imgs.Image, img)
-	return imgs
+	t.Cleanup(func() {
+		if out, err := exec.Command("docker", "rmi", ref).CombinedOutput(); err != nil {
+			t.Logf("docker rmi %s: %v: %s", ref, err, out)
+		}
+	})
+	return ref
 }
 
 // cachedRootfs returns the bookworm root filesystem that baseimage's tests

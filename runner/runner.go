@@ -242,7 +242,9 @@ func (r *run) main(ctx context.Context) (Result, error) {
 		AppURL: codeURL, DataURL: dataURL, TrainURL: r.url("output"),
 		Env: r.o.Env, Timeout: api.Duration(r.o.Timeout),
 	}
-	if r.job, err = r.t.client.SubmitJob(ctx, spec); err != nil {
+	// Not canceled midway: a job the emulator accepted must be known, to
+	// be stopped.
+	if r.job, err = r.t.client.SubmitJob(context.WithoutCancel(ctx), spec); err != nil {
 		return fail(fmt.Errorf("submitting the job: %w", err))
 	}
 	r.logf("submitted job %s (%s, %d nodes, image %s)", r.job.ID, r.job.Spec.Name, r.job.Spec.Nodes, image)

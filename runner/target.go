@@ -8,10 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/emulator"
 	"github.com/malocal/malocal/fakeobs/obsclient"
+	"github.com/malocal/malocal/jobs"
 )
 
 // target is the emulator a run uses: a throwaway one it started, or a
@@ -163,8 +165,31 @@ func (t *target) close(ctx context.Context, pulls []string) error {
 	if err := t.emu.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("stopping the throwaway emulator: %w", err))
 	}
+	if err := t.removeLeftovers(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := os.RemoveAll(t.tmp); err != nil {
 		errs = append(errs, fmt.Errorf("removing %s: %w", t.tmp, err))
+	}
+	return errors.Join(errs...)
+}
+
+// removeLeftovers force-removes the containers and networks labelled with
+// the throwaway emulator's data dir. A job stopped in time leaves none;
+// this is for one that did not stop (the emulator's shutdown detaches from
+// running jobs and leaves their containers running).
+func (t *target) removeLeftovers(ctx context.Context) error {
+	filter := "label=" + jobs.LabelDataDir + "=" + t.dataDir
+	var errs []error
+	if out, err := dockerCmd(ctx, t.docker, "ps", "-aq", "--filter", filter); err == nil && len(strings.Fields(out)) > 0 {
+		ids := strings.Fields(out)
+		_, err := dockerCmd(ctx, t.docker, append([]string{"rm", "-f"}, ids...)...)
+		errs = append(errs, fmt.Errorf("removed %d containers the job left running: %v", len(ids), err))
+	}
+	if out, err := dockerCmd(ctx, t.docker, "network", "ls", "-q", "--filter", filter); err == nil && len(strings.Fields(out)) > 0 {
+		ids := strings.Fields(out)
+		_, err := dockerCmd(ctx, t.docker, append([]string{"network", "rm"}, ids...)...)
+		errs = append(errs, fmt.Errorf("removed %d networks the job left: %v", len(ids), err))
 	}
 	return errors.Join(errs...)
 }
