@@ -358,3 +358,25 @@ func TestRunOnRunningEmulator(t *testing.T) {
 		t.Errorf("jobs of the running emulator: %v, %v", js, err)
 	}
 }
+
+func TestRunMissingBaseFailsClearly(t *testing.T) {
+	r := newRunEnv(t, nil)
+	imgs := LoadBusyboxImages(t)
+	// The engine keeps the image (and so the base's layers), not the base's name.
+	if out, err := exec.Command("docker", "tag", imgs.Base, imgs.Base+"-kept").CombinedOutput(); err != nil {
+		t.Fatalf("docker tag: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", imgs.Base+"-kept").Run() })
+	if out, err := exec.Command("docker", "rmi", imgs.Base).CombinedOutput(); err != nil {
+		t.Fatalf("docker rmi: %v: %s", err, out)
+	}
+	res := r.run("--code", r.code, "--image", imgs.Image, "--", "/bin/sh", "-c", "echo must not run")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "is built on base "+imgs.Base+": the base is neither in the emulator nor in the local Docker engine") {
+		t.Errorf("exit %d, want 1 and a clear error\nstderr:\n%s", res.Code, res.Stderr)
+	}
+	res = r.run("--code", r.code, "--image", "malocal-test/nowhere:1", "--", "true")
+	if res.Code != 1 || !strings.Contains(res.Stderr, "neither in the emulator's registry nor in the local Docker engine") {
+		t.Errorf("exit %d, want 1 and a clear error\nstderr:\n%s", res.Code, res.Stderr)
+	}
+	r.assertClean()
+}
