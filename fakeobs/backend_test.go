@@ -2,6 +2,7 @@ package fakeobs
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -23,6 +24,7 @@ func runBackendConformance(t *testing.T, open backendFactory) {
 	t.Run("Objects", func(t *testing.T) { conformObjects(t, open) })
 	t.Run("ListMatchesModel", func(t *testing.T) { conformList(t, open) })
 	t.Run("MultipartSurvivesRestart", func(t *testing.T) { conformMultipart(t, open) })
+	t.Run("MultipartPartOrders", func(t *testing.T) { conformMultipartOrders(t, open) })
 }
 
 func TestDiskBackendConformance(t *testing.T) {
@@ -330,5 +332,60 @@ func conformMultipart(t *testing.T, open backendFactory) {
 	}
 	if err := mb.AbortMultipartUpload("mpb", "obj", id); !gofakes3.HasErrorCode(err, gofakes3.ErrNoSuchUpload) {
 		t.Errorf("abort after complete: %v", err)
+	}
+}
+
+// conformMultipartOrders uploads parts in orders and sizes that do and do
+// not fit a fixed-size layout, and completes with all or some of them.
+func conformMultipartOrders(t *testing.T, open backendFactory) {
+	b := open(t, t.TempDir())
+	if err := b.CreateBucket("orders"); err != nil {
+		t.Fatal(err)
+	}
+	mb := b.(gofakes3.MultipartBackend)
+	p := [][]byte{nil, randBytes(80, 3000), randBytes(81, 3000), randBytes(82, 1200), randBytes(83, 3500)}
+	cases := []struct {
+		name     string
+		upload   []int // part numbers, in upload order; 4 is a larger part 3
+		complete []int
+	}{
+		{"in order", []int{1, 2, 3}, []int{1, 2, 3}},
+		{"out of order", []int{3, 2, 1}, []int{1, 2, 3}},
+		{"part 2 first", []int{2, 1, 3}, []int{1, 2, 3}},
+		{"skip a part", []int{1, 2, 3}, []int{1, 3}},
+		{"larger last part", []int{1, 2, 4}, []int{1, 2, 3}},
+		{"re-uploaded part", []int{1, 2, 3, 2}, []int{1, 2, 3}},
+	}
+	for i, c := range cases {
+		key := fmt.Sprintf("obj%d", i)
+		id, err := mb.CreateMultipartUpload("orders", key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		etags := map[int]string{}
+		bodies := map[int][]byte{}
+		for _, n := range c.upload {
+			num, body := n, p[n]
+			if n == 4 {
+				num = 3
+			}
+			etag, err := mb.UploadPart("orders", key, id, num, int64(len(body)), bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("%s: part %d: %v", c.name, num, err)
+			}
+			etags[num], bodies[num] = etag, body
+		}
+		var req gofakes3.CompleteMultipartUploadRequest
+		var want []byte
+		for _, n := range c.complete {
+			req.Parts = append(req.Parts, gofakes3.CompletedPart{PartNumber: n, ETag: etags[n]})
+			want = append(want, bodies[n]...)
+		}
+		if _, _, err := mb.CompleteMultipartUpload("orders", key, id, &req); err != nil {
+			t.Fatalf("%s: complete: %v", c.name, err)
+		}
+		if got := readObj(t, b, "orders", key, nil); !bytes.Equal(got, want) {
+			t.Errorf("%s: assembled object differs (%d bytes, want %d)", c.name, len(got), len(want))
+		}
 	}
 }

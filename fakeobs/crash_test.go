@@ -128,6 +128,18 @@ func waitTemp(t *testing.T, root string, n int, min int64) {
 	t.Fatalf("server never had %d partial writes in progress", n)
 }
 
+func waitSize(t *testing.T, name string, min int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if fi, err := os.Stat(name); err == nil && fi.Size() >= min {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never reached %d bytes", name, min)
+}
+
 func TestKill9DuringPutAndMultipart(t *testing.T) {
 	root := t.TempDir()
 	ctx := testCtx(t)
@@ -160,7 +172,9 @@ func TestKill9DuringPutAndMultipart(t *testing.T) {
 	w2 := slowPut(t, c.url+"/crash/mp?partNumber=3&uploadId="+aws.ToString(cr.UploadId), int64(len(parts[2])))
 	go w1.Write(newBody[:4<<20])
 	go w2.Write(parts[2][:1<<20])
-	waitTemp(t, root, 2, 1<<20)
+	waitTemp(t, root, 1, 1<<20)
+	// Part 3 is written in place, after parts 1 and 2 in the upload's data.
+	waitSize(t, filepath.Join(root, uploadsDir, aws.ToString(cr.UploadId), uploadData), 10<<20+1<<20)
 	c.kill9(t)
 	w1.CloseWithError(io.ErrClosedPipe)
 	w2.CloseWithError(io.ErrClosedPipe)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
 	"sort"
 	"strconv"
@@ -18,9 +19,14 @@ import (
 )
 
 // A multipart upload lives in .uploads/<id>/: upload.json names its bucket,
-// key and metadata; each part is a file "p<number>-<md5hex>", renamed into
-// place only when whole, so parts survive a restart and a part's ETag can
-// never disagree with its bytes.
+// key and metadata. A part is either its own file "p<number>-<md5hex>",
+// renamed into place only when whole, or, in the common case of parts of
+// one fixed size, written straight into the file "data" at its final offset
+// and recorded by an empty marker "i<number>-<md5hex>-<offset>-<size>"
+// created after the bytes are fsynced. Then completing the upload is a
+// rename, not a second full write of the object. Either way parts survive a
+// restart and a part's ETag never disagrees with its bytes: a region of
+// "data" is only ever written by the one part that reserved it.
 
 type uploadFile struct {
 	Bucket    string            `json:"bucket"`
@@ -30,12 +36,16 @@ type uploadFile struct {
 }
 
 type partFile struct {
-	number int
-	etag   string
-	size   int64
-	mod    time.Time
-	name   string
+	number  int
+	etag    string
+	size    int64
+	mod     time.Time
+	name    string
+	inPlace bool  // bytes are in "data" at off
+	off     int64 // when inPlace
 }
+
+const uploadData = "data"
 
 func uploadPath(id gofakes3.UploadID) string { return path.Join(uploadsDir, string(id)) }
 
@@ -99,17 +109,20 @@ func (b *backend) parts(id gofakes3.UploadID) (map[int]partFile, error) {
 	}
 	out := map[int]partFile{}
 	for _, d := range des {
-		num, etag, ok := parsePartName(d.Name())
-		if !ok {
-			continue
-		}
 		fi, err := d.Info()
 		if err != nil {
 			continue
 		}
-		p := partFile{number: num, etag: etag, size: fi.Size(), mod: fi.ModTime(), name: d.Name()}
-		if old, ok := out[num]; !ok || p.mod.After(old.mod) {
-			out[num] = p
+		var p partFile
+		if num, etag, off, size, ok := parseMarkerName(d.Name()); ok {
+			p = partFile{number: num, etag: etag, size: size, mod: fi.ModTime(), name: d.Name(), inPlace: true, off: off}
+		} else if num, etag, ok := parsePartName(d.Name()); ok {
+			p = partFile{number: num, etag: etag, size: fi.Size(), mod: fi.ModTime(), name: d.Name()}
+		} else {
+			continue
+		}
+		if old, ok := out[p.number]; !ok || p.mod.After(old.mod) {
+			out[p.number] = p
 		}
 	}
 	return out, nil
@@ -132,12 +145,158 @@ func parsePartName(name string) (int, string, bool) {
 	return n, etag, true
 }
 
+func markerName(num int, etag string, off, size int64) string {
+	return fmt.Sprintf("i%05d-%s-%d-%d", num, etag, off, size)
+}
+
+func parseMarkerName(name string) (num int, etag string, off, size int64, ok bool) {
+	if !strings.HasPrefix(name, "i") {
+		return 0, "", 0, 0, false
+	}
+	f := strings.Split(name[1:], "-")
+	if len(f) != 4 || len(f[1]) != 32 {
+		return 0, "", 0, 0, false
+	}
+	n, err1 := strconv.Atoi(f[0])
+	o, err2 := strconv.ParseInt(f[2], 10, 64)
+	sz, err3 := strconv.ParseInt(f[3], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || n < 1 || n > gofakes3.MaxUploadPartNumber || o < 0 || sz <= 0 {
+		return 0, "", 0, 0, false
+	}
+	return n, f[1], o, sz, true
+}
+
+type region struct{ off, size int64 }
+
+func (r region) overlaps(o region) bool { return r.off < o.off+o.size && o.off < r.off+r.size }
+
+// reserveInPlace decides whether part num of size bytes can go straight
+// into "data": part 1 at offset 0, and part k at (k-1)×(size of part 1)
+// when it is no larger than part 1, provided no part is there yet and the
+// region is free. The reservation holds until release is called.
+func (b *backend) reserveInPlace(id gofakes3.UploadID, num int, size int64) (int64, func(), bool) {
+	if size <= 0 {
+		return 0, nil, false
+	}
+	unlock := b.keys.lock("upload/" + string(id))
+	defer unlock()
+	ps, err := b.parts(id)
+	if err != nil {
+		return 0, nil, false
+	}
+	if _, ok := ps[num]; ok {
+		return 0, nil, false // a re-upload goes to a file of its own
+	}
+	off := int64(0)
+	if num > 1 {
+		p1, ok := ps[1]
+		if !ok || !p1.inPlace || p1.off != 0 || size > p1.size {
+			return 0, nil, false
+		}
+		off = int64(num-1) * p1.size
+	}
+	want := region{off, size}
+	for _, p := range ps {
+		if p.inPlace && want.overlaps(region{p.off, p.size}) {
+			return 0, nil, false
+		}
+	}
+	b.resMu.Lock()
+	defer b.resMu.Unlock()
+	if b.reserved == nil {
+		b.reserved = map[gofakes3.UploadID][]region{}
+	}
+	for _, r := range b.reserved[id] {
+		if want.overlaps(r) {
+			return 0, nil, false
+		}
+	}
+	b.reserved[id] = append(b.reserved[id], want)
+	release := func() {
+		b.resMu.Lock()
+		defer b.resMu.Unlock()
+		rs := b.reserved[id]
+		for i, r := range rs {
+			if r == want {
+				rs = append(rs[:i], rs[i+1:]...)
+				break
+			}
+		}
+		if len(rs) == 0 {
+			delete(b.reserved, id)
+		} else {
+			b.reserved[id] = rs
+		}
+	}
+	return off, release, true
+}
+
+// regionWriter writes sequentially into f from off.
+type regionWriter struct {
+	b                   *backend
+	f                   *os.File
+	start, off, flushed int64
+}
+
+func (w *regionWriter) Write(p []byte) (int, error) {
+	if w.b.failWrite != nil {
+		if err := w.b.failWrite(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := w.f.WriteAt(p, w.off)
+	w.off += int64(n)
+	if w.off-w.flushed >= writebackChunk {
+		startWriteback(w.f, w.flushed, w.off-w.flushed)
+		w.flushed = w.off
+	}
+	return n, err
+}
+
+func (b *backend) uploadPartInPlace(id gofakes3.UploadID, num int, off, size int64, input io.Reader) (string, error) {
+	name := path.Join(uploadPath(id), uploadData)
+	f, err := b.root.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", gofakes3.ErrNoSuchUpload
+		}
+		return "", diskError("open upload data", err)
+	}
+	defer f.Close()
+	sum, err := copyBody(&regionWriter{b: b, f: f, start: off, off: off, flushed: off}, input, size)
+	if err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", diskError("sync upload data", err)
+	}
+	etag := hex.EncodeToString(sum)
+	unlock := b.keys.lock("upload/" + string(id))
+	defer unlock()
+	m, err := b.root.OpenFile(path.Join(uploadPath(id), markerName(num, etag, off, size)), os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", gofakes3.ErrNoSuchUpload // aborted meanwhile
+		}
+		return "", diskError("record part", err)
+	}
+	m.Close()
+	if err := b.syncDir(uploadPath(id)); err != nil {
+		return "", err
+	}
+	return `"` + etag + `"`, nil
+}
+
 func (b *backend) UploadPart(bucket, key string, id gofakes3.UploadID, partNumber int, contentLength int64, input io.Reader) (string, error) {
 	if _, err := b.loadUpload(bucket, key, id); err != nil {
 		return "", err
 	}
 	if partNumber < 1 || partNumber > gofakes3.MaxUploadPartNumber {
 		return "", gofakes3.ErrInvalidPart
+	}
+	if off, release, ok := b.reserveInPlace(id, partNumber, contentLength); ok {
+		defer release()
+		return b.uploadPartInPlace(id, partNumber, off, contentLength, input)
 	}
 	t, sum, err := b.spool(input, contentLength)
 	if err != nil {
@@ -344,18 +503,11 @@ func (b *backend) CompleteMultipartUpload(bucket, key string, id gofakes3.Upload
 		etags.Write(raw)
 		chosen = append(chosen, p)
 	}
-	t, err := b.createTemp()
+	t, err := b.assemble(id, chosen)
 	if err != nil {
 		return "", "", err
 	}
 	defer t.discard()
-	// Concatenate file to file: no part is held in memory, and the kernel
-	// can copy without a trip through user space (copy_file_range).
-	for _, p := range chosen {
-		if err := b.appendPart(t, path.Join(uploadPath(id), p.name), p.size); err != nil {
-			return "", "", err
-		}
-	}
 	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(etags.Sum(nil)), len(chosen))
 	if err := b.commit(bucket, key, t, etag, u.Meta, nil); err != nil {
 		return "", "", err
@@ -366,13 +518,59 @@ func (b *backend) CompleteMultipartUpload(bucket, key string, id gofakes3.Upload
 	return "", `"` + etag + `"`, nil
 }
 
-func (b *backend) appendPart(t *tempFile, name string, size int64) error {
+// assemble returns a file holding the chosen parts in order: "data" itself
+// when they already lie there back to back, else a new temp file they are
+// copied into (file to file: nothing is held in memory).
+func (b *backend) assemble(id gofakes3.UploadID, chosen []partFile) (*tempFile, error) {
+	var total int64
+	contiguous := true
+	for _, p := range chosen {
+		contiguous = contiguous && p.inPlace && p.off == total
+		total += p.size
+	}
+	dataName := path.Join(uploadPath(id), uploadData)
+	if contiguous {
+		f, err := b.root.OpenFile(dataName, os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("fakeobs: open upload data: %w", err)
+		}
+		// Parts not chosen, or a re-uploaded larger last part, may lie beyond.
+		if err := f.Truncate(total); err != nil {
+			f.Close()
+			return nil, diskError("truncate upload data", err)
+		}
+		// If the commit fails, the parts must stay for another try.
+		return &tempFile{b: b, f: f, name: dataName, keep: true}, nil
+	}
+	t, err := b.createTemp()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range chosen {
+		if p.inPlace {
+			err = b.appendRange(t, dataName, p.off, p.size)
+		} else {
+			err = b.appendRange(t, path.Join(uploadPath(id), p.name), 0, p.size)
+		}
+		if err != nil {
+			t.discard()
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+func (b *backend) appendRange(t *tempFile, name string, off, size int64) error {
 	f, err := b.root.Open(name)
 	if err != nil {
 		return fmt.Errorf("fakeobs: open part %s: %w", name, err)
 	}
 	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return fmt.Errorf("fakeobs: seek part %s: %w", name, err)
+	}
 	var n int64
+	// A LimitedReader over the file lets the kernel copy (copy_file_range).
 	if b.failWrite != nil {
 		n, err = io.Copy(t, io.LimitReader(f, size))
 	} else {
@@ -382,7 +580,7 @@ func (b *backend) appendPart(t *tempFile, name string, size int64) error {
 		return diskError("concatenate parts", err)
 	}
 	if n != size {
-		return fmt.Errorf("fakeobs: part %s is %d bytes, want %d", name, n, size)
+		return fmt.Errorf("fakeobs: part %s holds %d bytes at %d, want %d", name, n, off, size)
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/johannesboyne/gofakes3"
 )
 
 func TestPutGetHead(t *testing.T) {
@@ -644,6 +645,30 @@ func TestKeyClash(t *testing.T) {
 	}
 	if string(e.get(t, "b-kc", "a")) != "file" {
 		t.Error("clash damaged object a")
+	}
+	// A multipart upload whose complete clashes keeps its parts for a retry.
+	b := e.svc.b
+	id, err := b.CreateMultipartUpload("b-kc", "a/mp", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := randBytes(90, 4000)
+	etag, err := b.UploadPart("b-kc", "a/mp", id, 1, int64(len(body)), bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &gofakes3.CompleteMultipartUploadRequest{Parts: []gofakes3.CompletedPart{{PartNumber: 1, ETag: etag}}}
+	if _, _, err := b.CompleteMultipartUpload("b-kc", "a/mp", id, req); err == nil {
+		t.Fatal("complete under object a succeeded")
+	}
+	if _, err := b.DeleteObject("b-kc", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.CompleteMultipartUpload("b-kc", "a/mp", id, req); err != nil {
+		t.Fatalf("complete after the clash is gone: %v", err)
+	}
+	if got := e.get(t, "b-kc", "a/mp"); !bytes.Equal(got, body) {
+		t.Error("retried complete lost the parts")
 	}
 }
 

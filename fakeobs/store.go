@@ -65,6 +65,10 @@ type backend struct {
 
 	uploadTTL time.Duration
 
+	// reserved are regions of uploads' "data" files being written in place.
+	resMu    sync.Mutex
+	reserved map[gofakes3.UploadID][]region
+
 	// failWrite, when set (tests only), is called before each write to a
 	// temp file; a non-nil result fails that write as a disk error would.
 	failWrite func() error
@@ -404,6 +408,8 @@ type tempFile struct {
 	done bool
 
 	written, flushed int64 // bytes written, and handed to writeback
+
+	keep bool // not ours to remove on failure (an upload's data file)
 }
 
 // writebackChunk is how much a temp file accumulates before its writeback
@@ -455,6 +461,9 @@ func (t *tempFile) discard() {
 		return
 	}
 	t.f.Close()
+	if t.keep {
+		return
+	}
 	if err := t.b.root.Remove(t.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.b.log.Warn("fakeobs: remove temp file", "file", t.name, "err", err)
 	}
@@ -519,6 +528,17 @@ func (b *backend) spool(r io.Reader, size int64) (*tempFile, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	sum, err := copyBody(t, r, size)
+	if err != nil {
+		t.discard()
+		return nil, nil, err
+	}
+	return t, sum, nil
+}
+
+// copyBody copies a request body of exactly size bytes (size < 0: any) to
+// w and returns its MD5.
+func copyBody(w io.Writer, r io.Reader, size int64) ([]byte, error) {
 	// gofakes3 already hashes a PUT body with MD5 (for Content-MD5 and the
 	// ETag) and exposes the sum once the body has hit EOF: reuse it rather
 	// than hash every byte twice.
@@ -538,12 +558,11 @@ func (b *backend) spool(r io.Reader, size int64) (*tempFile, []byte, error) {
 	for {
 		m, rerr := src.Read(buf)
 		if m > 0 {
-			if _, werr := t.Write(buf[:m]); werr != nil {
-				t.discard()
+			if _, werr := w.Write(buf[:m]); werr != nil {
 				// Read the rest of the body so that the client, still
 				// sending, gets the error response rather than a reset.
 				_, _ = io.Copy(io.Discard, src)
-				return nil, nil, diskError("write object data", werr)
+				return nil, diskError("write object data", werr)
 			}
 			h.Write(buf[:m])
 			n += int64(m)
@@ -552,21 +571,19 @@ func (b *backend) spool(r io.Reader, size int64) (*tempFile, []byte, error) {
 			break
 		}
 		if rerr != nil {
-			t.discard()
-			return nil, nil, bodyError(rerr)
+			return nil, bodyError(rerr)
 		}
 	}
 	if size >= 0 && n != size {
-		t.discard()
 		if n < size {
-			return nil, nil, gofakes3.ErrIncompleteBody
+			return nil, gofakes3.ErrIncompleteBody
 		}
-		return nil, nil, gofakes3.ErrorMessage(gofakes3.ErrInvalidArgument, "request body longer than Content-Length")
+		return nil, gofakes3.ErrorMessage(gofakes3.ErrInvalidArgument, "request body longer than Content-Length")
 	}
 	if preHashed {
-		return t, summer.Sum(nil), nil
+		return summer.Sum(nil), nil
 	}
-	return t, h.Sum(nil), nil
+	return h.Sum(nil), nil
 }
 
 // nopHash stands in when the reader hashes for us.
