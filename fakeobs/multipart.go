@@ -171,9 +171,11 @@ type region struct{ off, size int64 }
 func (r region) overlaps(o region) bool { return r.off < o.off+o.size && o.off < r.off+r.size }
 
 // reserveInPlace decides whether part num of size bytes can go straight
-// into "data": part 1 at offset 0, and part k at (k-1)×(size of part 1)
-// when it is no larger than part 1, provided no part is there yet and the
-// region is free. The reservation holds until release is called.
+// into "data" at (num-1)×S, S being the upload's part size: read back from
+// the parts already in place, or else taken from the first part to arrive
+// (clients upload all parts but the last at one size, many at once). The
+// part must be no larger than S, not uploaded before, and its region free.
+// The reservation holds until release is called.
 func (b *backend) reserveInPlace(id gofakes3.UploadID, num int, size int64) (int64, func(), bool) {
 	if size <= 0 {
 		return 0, nil, false
@@ -187,24 +189,37 @@ func (b *backend) reserveInPlace(id gofakes3.UploadID, num int, size int64) (int
 	if _, ok := ps[num]; ok {
 		return 0, nil, false // a re-upload goes to a file of its own
 	}
-	off := int64(0)
-	if num > 1 {
-		p1, ok := ps[1]
-		if !ok || !p1.inPlace || p1.off != 0 || size > p1.size {
-			return 0, nil, false
-		}
-		off = int64(num-1) * p1.size
-	}
-	want := region{off, size}
-	for _, p := range ps {
-		if p.inPlace && want.overlaps(region{p.off, p.size}) {
-			return 0, nil, false
-		}
-	}
 	b.resMu.Lock()
 	defer b.resMu.Unlock()
 	if b.reserved == nil {
 		b.reserved = map[gofakes3.UploadID][]region{}
+		b.layout = map[gofakes3.UploadID]int64{}
+	}
+	partSize := int64(0)
+	for _, p := range ps {
+		switch {
+		case !p.inPlace:
+		case p.number > 1:
+			partSize = p.off / int64(p.number-1)
+		case partSize == 0:
+			partSize = p.size
+		}
+	}
+	if partSize == 0 {
+		partSize = b.layout[id]
+	}
+	if partSize == 0 {
+		partSize = size
+		b.layout[id] = size
+	}
+	if size > partSize {
+		return 0, nil, false
+	}
+	want := region{int64(num-1) * partSize, size}
+	for _, p := range ps {
+		if p.inPlace && want.overlaps(region{p.off, p.size}) {
+			return 0, nil, false
+		}
 	}
 	for _, r := range b.reserved[id] {
 		if want.overlaps(r) {
@@ -228,7 +243,14 @@ func (b *backend) reserveInPlace(id gofakes3.UploadID, num int, size int64) (int
 			b.reserved[id] = rs
 		}
 	}
-	return off, release, true
+	return want.off, release, true
+}
+
+// forgetLayout drops the in-memory part size of a finished upload.
+func (b *backend) forgetLayout(id gofakes3.UploadID) {
+	b.resMu.Lock()
+	delete(b.layout, id)
+	b.resMu.Unlock()
 }
 
 // regionWriter writes sequentially into f from off.
@@ -467,6 +489,7 @@ func (b *backend) AbortMultipartUpload(bucket, key string, id gofakes3.UploadID)
 	}
 	unlock := b.keys.lock("upload/" + string(id))
 	defer unlock()
+	b.forgetLayout(id)
 	if err := b.root.RemoveAll(uploadPath(id)); err != nil {
 		return fmt.Errorf("fakeobs: abort upload %s: %w", id, err)
 	}
@@ -512,6 +535,7 @@ func (b *backend) CompleteMultipartUpload(bucket, key string, id gofakes3.Upload
 	if err := b.commit(bucket, key, t, etag, u.Meta, nil); err != nil {
 		return "", "", err
 	}
+	b.forgetLayout(id)
 	if err := b.root.RemoveAll(uploadPath(id)); err != nil {
 		b.log.Warn("fakeobs: remove completed upload", "upload", id, "err", err)
 	}

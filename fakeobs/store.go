@@ -68,6 +68,7 @@ type backend struct {
 	// reserved are regions of uploads' "data" files being written in place.
 	resMu    sync.Mutex
 	reserved map[gofakes3.UploadID][]region
+	layout   map[gofakes3.UploadID]int64 // part size chosen before any part is in place
 
 	// failWrite, when set (tests only), is called before each write to a
 	// temp file; a non-nil result fails that write as a disk error would.
