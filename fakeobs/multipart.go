@@ -552,8 +552,14 @@ func (b *backend) assemble(id gofakes3.UploadID, chosen []partFile) (*tempFile, 
 		contiguous = contiguous && p.inPlace && p.off == total
 		total += p.size
 	}
+	// A part still being written in place (one the client left out, or a
+	// retry) holds an open handle on "data": renaming "data" into the bucket
+	// would let it write into the finished object. Copy instead.
+	b.resMu.Lock()
+	inFlight := len(b.reserved[id]) > 0
+	b.resMu.Unlock()
 	dataName := path.Join(uploadPath(id), uploadData)
-	if contiguous {
+	if contiguous && !inFlight {
 		f, err := b.root.OpenFile(dataName, os.O_RDWR, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("fakeobs: open upload data: %w", err)
@@ -621,6 +627,7 @@ func (b *backend) expireUploads() {
 	for _, e := range all {
 		if e.u.Initiated.Before(cutoff) {
 			unlock := b.keys.lock("upload/" + string(e.id))
+			b.forgetLayout(e.id)
 			if err := b.root.RemoveAll(uploadPath(e.id)); err != nil {
 				b.log.Warn("fakeobs: expire upload", "upload", e.id, "err", err)
 			} else {
