@@ -79,6 +79,7 @@ training jobs on Docker containers that see the platform's environment.`,
 		newBaseCmd(g),
 		newJobCmd(g),
 		newRunCmd(g),
+		newSamplesCmd(g), newDemoCmd(g),
 	)
 	attachImageAudit(root, g) // malocal image audit, in audit.go
 	return root
