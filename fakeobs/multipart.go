@@ -289,7 +289,7 @@ func (b *backend) uploadPartInPlace(id gofakes3.UploadID, num int, off, size int
 	if err != nil {
 		return "", err
 	}
-	if err := f.Sync(); err != nil {
+	if err := syncData(f); err != nil {
 		return "", diskError("sync upload data", err)
 	}
 	etag := hex.EncodeToString(sum)

@@ -12,3 +12,6 @@ import (
 func startWriteback(f *os.File, off, n int64) {
 	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// syncData makes f's data durable (fdatasync: no flush of timestamps).
+func syncData(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
