@@ -159,10 +159,10 @@ type JobResult struct {
 
 // Summary is the demo's result.
 type Summary struct {
-	Jobs    []JobResult `json:"jobs"`
-	UI      string      `json:"ui"`
-	DataDir string      `json:"data_dir"`
-	Elapsed time.Duration
+	Jobs    []JobResult   `json:"jobs"`
+	UI      string        `json:"ui"`
+	DataDir string        `json:"data_dir"`
+	Elapsed time.Duration `json:"elapsed"`
 }
 
 // RunOptions are what RunJobs needs.
@@ -512,10 +512,14 @@ func Demo(ctx context.Context, o DemoOptions) (*Summary, error) {
 		if o.Bin == "" {
 			return nil, err
 		}
-		if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		// The emulator's output goes to a temp file: `malocal up` refuses a
+		// data dir that is not empty and not yet its own.
+		lf, err := os.CreateTemp("", "malocal-demo-up-*.log")
+		if err != nil {
 			return nil, err
 		}
-		logPath := o.DataDir + "/demo-emulator.log"
+		logPath := lf.Name()
+		lf.Close()
 		fmt.Fprintf(o.Progress, "starting the emulator: malocal up --data-dir %s (output in %s)\n", o.DataDir, logPath)
 		em, err := StartEmulator(ctx, o.Bin, o.DataDir, logPath, o.UpArgs...)
 		if err != nil {
