@@ -105,25 +105,29 @@ k=0
 while [ $k -lt $DLS_TASK_NUMBER ]; do
   eval hp=\$BATCH_CUSTOM${k}_HOSTS
   echo "peer$k=$hp"
-  for i in $(seq 1 100); do nslookup "${hp%:*}" >/dev/null 2>&1 && echo "resolved$k" && break; sleep 0.3; done
+  end=$(( $(date +%s) + 120 ))
+  until nslookup "${hp%:*}" >/dev/null 2>&1; do [ $(date +%s) -gt $end ] && break; sleep 0.3; done
+  nslookup "${hp%:*}" >/dev/null 2>&1 && echo "resolved$k"
   k=$((k+1))
 done
+wget -q -O /dev/null "$AWS_ENDPOINT_URL/" 2>&1 | grep -q 403 && echo "s3 reachable"
+# Task 0 collects a message from every peer and decides (policy index0);
+# the others stay up, like parameter servers, so their names keep resolving.
 if [ "$DLS_TASK_INDEX" = 0 ]; then
   i=1
   while [ $i -lt $DLS_TASK_NUMBER ]; do nc -l -p "${BATCH_CUSTOM0_HOSTS#*:}"; i=$((i+1)); done
-else
-  until echo "hello-from-$DLS_TASK_INDEX" | nc "${BATCH_CUSTOM0_HOSTS%:*}" "${BATCH_CUSTOM0_HOSTS#*:}" 2>/dev/null; do sleep 0.2; done
+  exit 0
 fi
-wget -q -O /dev/null "$AWS_ENDPOINT_URL/" 2>&1 | grep -q 403 && echo "s3 reachable"
-exit 0
+until echo "hello-from-$DLS_TASK_INDEX" | nc "${BATCH_CUSTOM0_HOSTS%:*}" "${BATCH_CUSTOM0_HOSTS#*:}" 2>/dev/null; do sleep 0.2; done
+exec sleep 300
 `
 
 func TestJobContractFourNodes(t *testing.T) {
 	e, img := jobEnv(t)
 	j := submit(t, e, api.JobSpec{Name: "Contract Test", Image: img, Nodes: 4, AppURL: "s3://code/new/",
-		DataURL: "obs://code/data/", TrainURL: "s3://code/out/", Env: map[string]string{"EXTRA": "yes"},
+		DataURL: "obs://code/data/", TrainURL: "s3://code/out/", Env: map[string]string{"EXTRA": "yes"}, Policy: api.PolicyIndex0,
 		Command: []string{"/bin/sh", "-c", contractScript}})
-	j = waitFinal(t, e, j.ID, 3*time.Minute)
+	j = waitFinal(t, e, j.ID, 6*time.Minute)
 	logs := logsOf(t, e, j.ID, -1)
 	if j.Status != api.StatusCompleted {
 		t.Fatalf("status %s (%s)\n%s", j.Status, j.Reason, logs)
@@ -174,8 +178,12 @@ func TestJobContractFourNodes(t *testing.T) {
 		t.Errorf("status changes %s", got)
 	}
 	for _, tk := range j.Tasks {
-		if tk.ExitCode == nil || *tk.ExitCode != 0 || tk.Started.IsZero() || tk.Finished.IsZero() {
-			t.Errorf("task %+v", tk)
+		want := "stopped" // the peers, once task 0 decided
+		if tk.Index == 0 {
+			want = "succeeded"
+		}
+		if tk.ExitCode == nil || tk.Status != want || tk.Started.IsZero() || tk.Finished.IsZero() {
+			t.Errorf("task %d: %s exit %v, want %s", tk.Index, tk.Status, tk.ExitCode, want)
 		}
 	}
 	if t.Failed() || testing.Verbose() {
@@ -333,9 +341,17 @@ func TestJobSixteenNodes(t *testing.T) {
 	}
 	e, img := jobEnv(t)
 	j := submit(t, e, api.JobSpec{Name: "wide", Image: img, Nodes: 16, AppURL: "s3://code/x/",
-		// Peers start in parallel: a script waits for its peers' names, as on the platform.
-		Command: []string{`for i in $(seq 1 100); do nslookup "${BATCH_CUSTOM15_HOSTS%:*}" >/dev/null 2>&1 && echo "ok $DLS_TASK_INDEX" && exit 0; sleep 0.3; done; exit 1`}})
-	j = waitFinal(t, e, j.ID, 5*time.Minute)
+		// Peers start in parallel: a script waits for its peers' names, as on
+		// the platform. Task 0 hears from every peer, then decides.
+		Policy: api.PolicyIndex0,
+		Command: []string{`end=$(( $(date +%s) + 120 ))
+until nslookup "${BATCH_CUSTOM15_HOSTS%:*}" >/dev/null 2>&1; do [ $(date +%s) -gt $end ] && exit 1; sleep 0.3; done
+echo "ok $DLS_TASK_INDEX"
+port="${BATCH_CUSTOM0_HOSTS#*:}"
+if [ "$DLS_TASK_INDEX" = 0 ]; then i=1; while [ $i -lt 16 ]; do nc -l -p "$port"; i=$((i+1)); done; exit 0; fi
+until echo "peer $DLS_TASK_INDEX" | nc "${BATCH_CUSTOM0_HOSTS%:*}" "$port" 2>/dev/null; do sleep 0.2; done
+exec sleep 300`}})
+	j = waitFinal(t, e, j.ID, 8*time.Minute)
 	if j.Status != api.StatusCompleted {
 		t.Fatalf("16 nodes: %s %q", j.Status, j.Reason)
 	}
@@ -343,6 +359,9 @@ func TestJobSixteenNodes(t *testing.T) {
 	for i := range 16 {
 		if !strings.Contains(logs, fmt.Sprintf("%d|ok %d", i, i)) {
 			t.Errorf("task %d did not resolve task 15", i)
+		}
+		if i > 0 && !strings.Contains(logs, fmt.Sprintf("0|peer %d", i)) {
+			t.Errorf("task 0 did not hear from task %d", i)
 		}
 	}
 	assertNoLeftovers(t, j.ID)
