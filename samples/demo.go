@@ -552,6 +552,9 @@ func Demo(ctx context.Context, o DemoOptions) (*Summary, error) {
 		Examples: Examples(o.ReplicaNodes, o.ReplicaArgs...), Timeout: o.Timeout, Progress: o.Progress,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("interrupted: the demo's jobs were stopped: %w", ctx.Err())
+		}
 		return nil, err
 	}
 	sum := &Summary{Jobs: results, DataDir: o.DataDir, UI: "http://" + rt.API + "/"}

@@ -23,8 +23,8 @@ import (
 )
 
 // services starts malocal's registry and object store in process and
-// returns the registry's host:port and a client of the store.
-func services(t *testing.T) (string, *obsclient.Client) {
+// returns the registry's host:port, the store's endpoint and a client of it.
+func services(t *testing.T) (string, string, *obsclient.Client) {
 	t.Helper()
 	reg, err := registry.New(t.TempDir())
 	if err != nil {
@@ -46,7 +46,7 @@ func services(t *testing.T) (string, *obsclient.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rs.Listener.Addr().String(), c
+	return rs.Listener.Addr().String(), obsSrv.URL, c
 }
 
 // fakeRootfs is a root filesystem tarball with what a base needs: passwd,
@@ -79,7 +79,7 @@ func fakeRootfs(t *testing.T) string {
 
 func TestInstall(t *testing.T) {
 	ctx := context.Background()
-	reg, s3 := services(t)
+	reg, _, s3 := services(t)
 	base, err := baseimage.Build(ctx, baseimage.BuildOptions{Name: baseimage.DefaultCPUName, Tag: baseimage.DefaultTag, From: fakeRootfs(t), Registry: reg})
 	if err != nil {
 		t.Fatal(err)
@@ -189,5 +189,40 @@ func TestCheckBaseSource(t *testing.T) {
 	}
 	if _, statErr := os.Stat("/etc/debian_version"); statErr == nil && !strings.Contains(err.Error(), "sudo apt-get install mmdebstrap") {
 		t.Errorf("on Debian: %v", err)
+	}
+}
+
+// TestSoftmaxOverS3 runs mnist_softmax.py on the host with data and
+// outputs in the object store, through the toolkit's moxing module.
+func TestSoftmaxOverS3(t *testing.T) {
+	needPython(t)
+	ctx := context.Background()
+	_, endpoint, s3 := services(t)
+	data := t.TempDir()
+	writeTinyMNIST(t, data)
+	if err := EnsureBucket(ctx, s3, "bkt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s3.Copy(ctx, data, "s3://bkt/new/mnist_data/", true); err != nil {
+		t.Fatal(err)
+	}
+	toolkit := t.TempDir()
+	if err := os.CopyFS(toolkit, baseimage.Toolkit()); err != nil {
+		t.Fatal(err)
+	}
+	out, code := python(t, ctx, t.TempDir(), []string{
+		"PYTHONPATH=" + toolkit, "MALOCAL_CACHE_DIR=" + t.TempDir(),
+		"AWS_ENDPOINT_URL=" + endpoint, "AWS_ACCESS_KEY_ID=AK", "AWS_SECRET_ACCESS_KEY=SK", "AWS_DEFAULT_REGION=cn-north-4",
+		"DLS_DATA_URL=s3://bkt/new/mnist_data/", "DLS_TRAIN_URL=obs://bkt/out/softmax/",
+	}, filepath.Join(scriptsDir(t), Softmax), "--train_steps", "5", "--batch_size", "4")
+	if code != 0 || !strings.Contains(out, "copying s3://bkt/new/mnist_data/ to ") || ParseAccuracy(out) < 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	var m bytes.Buffer
+	if err := s3.Cat(ctx, obsclient.URL{Bucket: "bkt", Key: "out/softmax/metrics.json"}, &m); err != nil {
+		t.Fatalf("metrics.json in the store: %v\n%s", err, out)
+	}
+	if metricsAccuracy(m.String()) != ParseAccuracy(out) {
+		t.Errorf("metrics.json %s, log %v", m.String(), ParseAccuracy(out))
 	}
 }

@@ -169,8 +169,13 @@ def read_data_sets(data_url, validation_size=5000, seed=0, one_hot_labels=False)
     train_labels = read_labels(find_file(d, FILES["train_labels"]))
     test_images = read_images(find_file(d, FILES["test_images"]))
     test_labels = read_labels(find_file(d, FILES["test_labels"]))
-    if not 0 <= validation_size <= train_images.shape[0]:
-        raise DataError("validation size %d of %d training examples" % (validation_size, train_images.shape[0]))
+    n = train_images.shape[0]
+    if validation_size < 0:
+        raise DataError("validation size %d" % validation_size)
+    if validation_size >= n:
+        # A small data set (a test's, a subset): hold out a sixth.
+        print("%d training examples: holding out %d for validation, not %d" % (n, n // 6, validation_size), flush=True)
+        validation_size = n // 6
     if one_hot_labels:
         train_labels, test_labels = one_hot(train_labels), one_hot(test_labels)
     v = validation_size
