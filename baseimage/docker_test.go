@@ -50,9 +50,13 @@ func cachedRootfs(t *testing.T, include []string) string {
 	return p
 }
 
-// needDocker checks that the Docker engine answers.
+// needDocker checks that the Docker engine answers. Under -short (make
+// unit: "no Docker") the Docker tests do not run.
 func needDocker(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the Docker engine: not in -short")
+	}
 	needTool(t, "docker", "running containers from a base")
 	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
 		if inCI {
