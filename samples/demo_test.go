@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -193,6 +194,77 @@ func TestDemo(t *testing.T) {
 	}
 	if r := e.Run("obs", "ls", "-r", "s3://malocal-demo/out/"); !strings.Contains(r.Stdout, "out/mnist_replica_kill/model.npz") || !strings.Contains(r.Stdout, "out/mnist_softmax/metrics.json") {
 		t.Errorf("outputs: %s %s", r.Stdout, r.Stderr)
+	}
+	if code := e.Stop(); code != 0 {
+		t.Fatalf("emulator stop: exit %d", code)
+	}
+
+	// Ctrl-C while the jobs run: the demo stops its jobs, then the
+	// emulator it started; no container, network or emulator is left.
+	cmd := exec.Command(e2e.Binary(t), "demo", "--up-flag=--api-addr=127.0.0.1:0", "--up-flag=--s3-addr=127.0.0.1:0", "--up-flag=--registry-addr=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "MALOCAL_DATA_DIR="+dataDir)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(stderr.String(), "mnist-replica [task 1] Worker 0: training step") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the replica job did not start training:\n%s", stderr.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 || !strings.Contains(stderr.String(), "interrupted: the demo's jobs were stopped") ||
+		!strings.Contains(stderr.String(), "stopping the emulator it started") {
+		t.Errorf("interrupted demo: %v\n%s", err, stderr.String())
+	}
+	if _, _, _, err := Running(dataDir); err == nil {
+		t.Error("the emulator the demo started still runs after Ctrl-C")
+	}
+	for _, args := range [][]string{{"ps", "-aq"}, {"network", "ls", "-q"}} {
+		out, _ := exec.Command("docker", append(args, "--filter", "label="+e2e.DataDirLabel+"="+dataDir)...).Output()
+		if s := strings.TrimSpace(string(out)); s != "" {
+			t.Errorf("Ctrl-C left docker %s: %s", args[0], s)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for one writer and one reader goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestDemoWithoutMmdebstrap: without mmdebstrap, and with no base yet, the
+// demo says what to install or which --from to use, and starts nothing.
+func TestDemoWithoutMmdebstrap(t *testing.T) {
+	needData(t)
+	dataDir := filepath.Join(t.TempDir(), "data")
+	r := e2e.RunCLI(t, []string{"PATH=" + t.TempDir()}, "demo", "--data-dir", dataDir)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "--from docker:REF") {
+		t.Errorf("exit %d\n%s", r.Code, r.Stderr)
+	}
+	if _, err := os.Stat("/etc/debian_version"); err == nil && !strings.Contains(r.Stderr, "sudo apt-get install mmdebstrap") {
+		t.Errorf("on a Debian host the demo should name the package:\n%s", r.Stderr)
+	}
+	if _, err := os.Stat(dataDir); err == nil {
+		t.Error("the demo created the data dir before failing")
 	}
 }
 
