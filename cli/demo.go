@@ -71,6 +71,6 @@ Needs Docker, mmdebstrap (or --from) and Debian's dataset-fashion-mnist
 	f.IntVar(&o.ReplicaNodes, "replica-nodes", samples.DefaultReplicaNodes, "nodes of mnist_replica_kill.py: the first half parameter servers, the rest workers")
 	f.StringArrayVar(&o.ReplicaArgs, "replica-arg", nil, "flag added to mnist_replica_kill.py's command (repeatable), e.g. --replica-arg=--sync_replicas (advised with more than one worker)")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "how long to wait for the jobs")
-	f.StringSliceVar(&o.UpArgs, "up-flag", nil, "flag for the `malocal up` the demo starts when none runs (repeatable), e.g. --up-flag=--api-addr=127.0.0.1:0")
+	f.StringArrayVar(&o.UpArgs, "up-flag", nil, "flag for the emulator (malocal up) the demo starts when none runs (repeatable), e.g. --up-flag=--api-addr=127.0.0.1:0")
 	return cmd
 }

@@ -164,6 +164,10 @@ func TestDemo(t *testing.T) {
 	// distributed example on 6 nodes (3 parameter servers, 3 workers).
 	e := e2e.Start(t, e2e.WithDataDir(dataDir))
 	e.CleanupJobs()
+	if r := e.Run("samples", "install"); r.Code != 0 || !strings.Contains(r.Stdout, "code dir  s3://malocal-demo/new/ (mnist/: 4 scripts)") ||
+		!strings.Contains(r.Stdout, "image     demo/mnist:1.0@sha256:") || !strings.Contains(r.Stderr, "data already in") {
+		t.Errorf("samples install: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
 	start = time.Now()
 	r = runDemo(t, dataDir, 8*time.Minute, "--replica-nodes", "6", "--replica-arg=--sync_replicas", "--replica-arg=--train_steps=300")
 	t.Logf("demo again, replica on 6 nodes: %s", time.Since(start).Round(time.Second))

@@ -12,10 +12,12 @@
 //	new/mnist_data/                  the four idx files (Debian's dataset-fashion-mnist)
 //
 // Install uploads them and builds the sample image on an official base;
-// Demo runs both examples with the guide's run commands and reports
-// status, accuracy and time.
+// Demo goes from nothing to both examples done (emulator, base, install,
+// the two jobs with the guide's run commands) and returns a Summary with
+// each job's status, test accuracy and time.
 //
-//	res, err := samples.Install(ctx, samples.InstallOptions{S3: s3, Registry: reg})
-//	...
-//	sum, err := samples.RunDemo(ctx, samples.DemoOptions{Client: c, S3: s3, Image: res.Image})
+//	sum, err := samples.Demo(ctx, samples.DemoOptions{Bin: "/usr/local/bin/malocal", DataDir: dir, Progress: os.Stderr})
+//	if err != nil { /* nothing ran, or interrupted */ }
+//	sum.WriteSummary(os.Stdout)
+//	err = sum.Failed() // a job that did not complete
 package samples
