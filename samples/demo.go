@@ -528,8 +528,10 @@ func Demo(ctx context.Context, o DemoOptions) (*Summary, error) {
 		defer func() {
 			fmt.Fprintln(o.Progress, "stopping the emulator it started")
 			if err := em.Stop(30 * time.Second); err != nil {
-				fmt.Fprintln(o.Progress, err)
+				fmt.Fprintf(o.Progress, "%v (its output: %s)\n", err, logPath)
+				return
 			}
+			os.Remove(logPath) // a clean stop: the jobs' logs are in the data dir
 		}()
 		rt, token, creds = em.Runtime, em.Token, em.Creds
 	} else {
