@@ -123,6 +123,9 @@ func checkJobs(t *testing.T, r demoRun, nodes map[string]int) {
 // Then, against an emulator already running on that data dir, it runs again
 // reusing what exists, with the distributed example on 6 nodes.
 func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs Docker jobs: not in -short (make unit), as baseimage's Docker tests")
+	}
 	e2e.RequireDocker(t)
 	needData(t)
 	rootfs := cachedRootfs(t)
