@@ -4,13 +4,17 @@ BIN     ?= bin/malocal
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/malocal/malocal/cli.version=$(VERSION)
 
-.PHONY: help build up test unit lint bench
+.PHONY: help build demo up test unit lint bench
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 build: ## build the static binary into bin/malocal
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+demo: build ## the main job: install what it needs, then both mnist examples end to end, offline
+	bash .ci/install.sh
+	$(BIN) demo
 
 up: build ## build and start the emulator on the default data dir
 	$(BIN) up
@@ -30,5 +34,7 @@ test: ## install what the tests need, lint, then run every test (Docker required
 unit: ## quick tests: no e2e, no Docker
 	$(GO) test -race -short $$($(GO) list ./... | grep -v /e2e)
 
-bench: ## run the benchmarks (see bench/README.md)
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/...
+bench: ## run the benchmarks against their peers (see bench/README.md)
+	$(GO) run ./bench/fakeobs
+	$(GO) run ./bench/registry
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./bench/jobs

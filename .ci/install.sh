@@ -8,9 +8,11 @@ set -euo pipefail
 #   awscli s3cmd rclone python3-boto3  S3 clients against the object store
 #   skopeo  copies images to and from the registry
 #   mmdebstrap  builds an official base offline from Debian packages
+#   python3-numpy dataset-fashion-mnist  the mnist samples and their data
 pkgs=(
   ca-certificates git make bash python3 busybox-static
   awscli s3cmd rclone python3-boto3 skopeo mmdebstrap
+  python3-numpy dataset-fashion-mnist
 )
 
 missing=()

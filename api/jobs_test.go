@@ -15,7 +15,9 @@ import (
 // jobsBackend serves one job with three log lines.
 type jobsBackend struct{ fakeBackend }
 
-func (jobsBackend) SubmitJob(context.Context, JobSpec) (*Job, error) { return nil, Invalidf("nodes: bad") }
+func (jobsBackend) SubmitJob(context.Context, JobSpec) (*Job, error) {
+	return nil, Invalidf("nodes: bad")
+}
 func (jobsBackend) Jobs(context.Context, string, string) ([]*Job, error) { return nil, nil }
 func (jobsBackend) Job(_ context.Context, id string) (*Job, error) {
 	if id != "job-1" {
