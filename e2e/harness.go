@@ -73,7 +73,7 @@ type Emulator struct {
 	Token             string
 
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *SyncBuffer
 	done chan struct{}
 	err  error // the process's exit error, once done is closed
 }
@@ -119,7 +119,7 @@ func StartErr(t testing.TB, opts ...Option) (*Emulator, error) {
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join(t.TempDir(), "data")
 	}
-	e := &Emulator{t: t, Bin: Binary(t), DataDir: o.dataDir, log: &syncBuffer{}, done: make(chan struct{})}
+	e := &Emulator{t: t, Bin: Binary(t), DataDir: o.dataDir, log: &SyncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"up", "--data-dir", o.dataDir,
 		"--api-addr", "127.0.0.1:0", "--s3-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0",
 		"--shutdown-timeout", "5s"}, o.args...)
@@ -275,18 +275,20 @@ func exitCode(err error) int {
 	return -1
 }
 
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for a writer and a reader goroutine:
+// a child process's output read while it runs.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()

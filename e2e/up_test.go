@@ -157,7 +157,7 @@ func TestAddressFromEnvironment(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "d")
 	cmd := exec.Command(Binary(t), "up", "--data-dir", dir, "--api-addr", "127.0.0.1:0", "--registry-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "MALOCAL_S3_ADDR="+addr)
-	var log syncBuffer
+	var log SyncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -210,7 +209,7 @@ func TestDemo(t *testing.T) {
 	// emulator it started; no container, network or emulator is left.
 	cmd := exec.Command(e2e.Binary(t), "demo", "--up-flag=--api-addr=127.0.0.1:0", "--up-flag=--s3-addr=127.0.0.1:0", "--up-flag=--registry-addr=127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "MALOCAL_DATA_DIR="+dataDir)
-	stderr := &lockedBuffer{}
+	stderr := &e2e.SyncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -238,24 +237,6 @@ func TestDemo(t *testing.T) {
 			t.Errorf("Ctrl-C left docker %s: %s", args[0], s)
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for one writer and one reader goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestDemoWithoutMmdebstrap: without mmdebstrap, and with no base yet, the
