@@ -100,9 +100,10 @@ func BusyboxV1Image() (v1.Image, error) {
 		tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: n, Mode: mode, Size: int64(len(b)), ModTime: mt})
 		tw.Write(b)
 	}
-	for _, d := range []string{"bin/", "etc/", "home/", "tmp/", "cache/"} {
+	for _, d := range []string{"bin/", "etc/", "home/", "cache/"} {
 		dir(d, 0)
 	}
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777, ModTime: mt})
 	dir("home/work/", 1101)
 	file("bin/busybox", bb, 0o755)
 	for _, a := range strings.Fields(string(list)) {

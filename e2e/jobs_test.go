@@ -111,15 +111,21 @@ while [ $k -lt $DLS_TASK_NUMBER ]; do
   k=$((k+1))
 done
 wget -q -O /dev/null "$AWS_ENDPOINT_URL/" 2>&1 | grep -q 403 && echo "s3 reachable"
-# Task 0 collects a message from every peer and decides (policy index0);
-# the others stay up, like parameter servers, so their names keep resolving.
-if [ "$DLS_TASK_INDEX" = 0 ]; then
-  i=1
-  while [ $i -lt $DLS_TASK_NUMBER ]; do nc -l -p "${BATCH_CUSTOM0_HOSTS#*:}"; i=$((i+1)); done
-  exit 0
+# Every peer serves a greeting on the common port, like a parameter server
+# that never exits; task 0 fetches each one over BATCH_CUSTOM{k}_HOSTS and
+# decides (policy index0).
+if [ "$DLS_TASK_INDEX" != 0 ]; then
+  mkdir -p /tmp/www && echo "hello-from-$DLS_TASK_INDEX" > /tmp/www/id
+  exec httpd -f -p "${BATCH_CUSTOM0_HOSTS#*:}" -h /tmp/www
 fi
-until echo "hello-from-$DLS_TASK_INDEX" | nc "${BATCH_CUSTOM0_HOSTS%:*}" "${BATCH_CUSTOM0_HOSTS#*:}" 2>/dev/null; do sleep 0.2; done
-exec sleep 300
+k=1
+while [ $k -lt $DLS_TASK_NUMBER ]; do
+  eval hp=\$BATCH_CUSTOM${k}_HOSTS
+  end=$(( $(date +%s) + 120 ))
+  until wget -q -O - "http://$hp/id" 2>/dev/null; do [ $(date +%s) -gt $end ] && exit 1; sleep 0.2; done
+  k=$((k+1))
+done
+exit 0
 `
 
 func TestJobContractFourNodes(t *testing.T) {
@@ -161,7 +167,7 @@ func TestJobContractFourNodes(t *testing.T) {
 	}
 	for i := 1; i < 4; i++ {
 		if !strings.Contains(logs, fmt.Sprintf("0|hello-from-%d", i)) {
-			t.Errorf("task 0 did not receive task %d's message over BATCH_CUSTOM0_HOSTS", i)
+			t.Errorf("task 0 did not fetch task %d's greeting over BATCH_CUSTOM%d_HOSTS", i, i)
 		}
 	}
 	if strings.Contains(logs, "s3="+"http://127.0.0.1") {
@@ -347,10 +353,17 @@ func TestJobSixteenNodes(t *testing.T) {
 		Command: []string{`end=$(( $(date +%s) + 120 ))
 until nslookup "${BATCH_CUSTOM15_HOSTS%:*}" >/dev/null 2>&1; do [ $(date +%s) -gt $end ] && exit 1; sleep 0.3; done
 echo "ok $DLS_TASK_INDEX"
-port="${BATCH_CUSTOM0_HOSTS#*:}"
-if [ "$DLS_TASK_INDEX" = 0 ]; then i=1; while [ $i -lt 16 ]; do nc -l -p "$port"; i=$((i+1)); done; exit 0; fi
-until echo "peer $DLS_TASK_INDEX" | nc "${BATCH_CUSTOM0_HOSTS%:*}" "$port" 2>/dev/null; do sleep 0.2; done
-exec sleep 300`}})
+if [ "$DLS_TASK_INDEX" != 0 ]; then
+  mkdir -p /tmp/www && echo "peer $DLS_TASK_INDEX" > /tmp/www/id
+  exec httpd -f -p "${BATCH_CUSTOM0_HOSTS#*:}" -h /tmp/www
+fi
+k=1
+while [ $k -lt 16 ]; do
+  eval hp=\$BATCH_CUSTOM${k}_HOSTS
+  end=$(( $(date +%s) + 120 ))
+  until wget -q -O - "http://$hp/id" 2>/dev/null; do [ $(date +%s) -gt $end ] && exit 1; sleep 0.2; done
+  k=$((k+1))
+done`}})
 	j = waitFinal(t, e, j.ID, 8*time.Minute)
 	if j.Status != api.StatusCompleted {
 		t.Fatalf("16 nodes: %s %q", j.Status, j.Reason)
