@@ -31,7 +31,7 @@ func (s *Server) registerJobs() {
 	if !ok {
 		return
 	}
-	s.handle("POST /jobs", func(r *http.Request) (any, error) {
+	s.create("POST /jobs", func(r *http.Request) (any, error) {
 		var spec JobSpec
 		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
 		dec.DisallowUnknownFields()

@@ -42,6 +42,15 @@ func NewServer(b Backend, token string) *Server {
 
 // handle registers a route whose handler returns a value to encode as JSON.
 func (s *Server) handle(pattern string, h func(*http.Request) (any, error)) {
+	s.route(pattern, http.StatusOK, h)
+}
+
+// create registers a route that makes a resource: 201 on success.
+func (s *Server) create(pattern string, h func(*http.Request) (any, error)) {
+	s.route(pattern, http.StatusCreated, h)
+}
+
+func (s *Server) route(pattern string, status int, h func(*http.Request) (any, error)) {
 	method, path, _ := strings.Cut(pattern, " ")
 	s.mux.HandleFunc(method+" "+Prefix+path, func(w http.ResponseWriter, r *http.Request) {
 		v, err := h(r)
@@ -50,9 +59,7 @@ func (s *Server) handle(pattern string, h func(*http.Request) (any, error)) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		if method == http.MethodPost {
-			w.WriteHeader(http.StatusCreated)
-		}
+		w.WriteHeader(status)
 		json.NewEncoder(w).Encode(v)
 	})
 }

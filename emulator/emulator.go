@@ -23,8 +23,7 @@ type service struct {
 	env     string // the environment variable that does
 	addr    string
 	handler http.Handler
-	ready   bool   // false while the handler is a "not available yet" answer
-	note    string // why it is not ready
+	ready   bool // set once the service's handler is in place
 	ln      net.Listener
 	srv     *http.Server
 }
@@ -159,7 +158,7 @@ func (e *Emulator) Status(context.Context) (api.Status, error) {
 	st := api.Status{Version: e.cfg.Version, DataDir: e.dd.Path, PID: os.Getpid(), Started: e.started}
 	for _, s := range e.services {
 		st.Services = append(st.Services, api.ServiceStatus{
-			Name: s.name, Address: s.ln.Addr().String(), URL: s.url(), Ready: s.ready, Message: s.note,
+			Name: s.name, Address: s.ln.Addr().String(), URL: s.url(), Ready: s.ready,
 		})
 	}
 	return st, nil
