@@ -29,7 +29,7 @@ export OCI_CONFORMANCE_BIN
 test: ## install what the tests need, lint, then run every test (Docker required)
 	bash .ci/install.sh
 	$(MAKE) lint
-	CGO_ENABLED=1 $(GO) test -race -timeout 80m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 80m ./...
 
 unit: ## quick tests: no e2e, no Docker
 	$(GO) test -race -short $$($(GO) list ./... | grep -v /e2e)
