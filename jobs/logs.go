@@ -48,8 +48,20 @@ func openTaskLog(dir, jobID string, task int) (*taskLog, error) {
 // lastLogTime reads the time of the last line, so a re-attached follower
 // asks the engine only for what came after.
 func lastLogTime(path string) time.Time {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) == 0 {
+	f, err := os.Open(path)
+	if err != nil {
+		return time.Time{}
+	}
+	defer f.Close()
+	// Only the tail: a log can be many GB, its last line is short.
+	const tail = 1 << 20
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return time.Time{}
+	}
+	off := max(fi.Size()-tail, 0)
+	b := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(b, off); err != nil && err != io.EOF {
 		return time.Time{}
 	}
 	b = bytes.TrimRight(b, "\n")

@@ -231,13 +231,8 @@ func (m *Manager) enqueue(j *api.Job) {
 	m.queue[i] = j.ID
 }
 
-// schedule starts queued jobs, strictly FIFO, while capacity allows.
-func (m *Manager) schedule() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.scheduleLocked()
-}
-
+// scheduleLocked starts queued jobs, strictly FIFO, while capacity
+// allows. Holds m.mu.
 func (m *Manager) scheduleLocked() {
 	for len(m.queue) > 0 && m.ctx.Err() == nil {
 		j := m.jobs[m.queue[0]]
