@@ -239,8 +239,9 @@ func TestRunTwoAtOnce(t *testing.T) {
 	imgs := LoadBusyboxImages(t)
 	var wg sync.WaitGroup
 	results := make([]Result, 2)
-	// Only task 1 of run 1 fails: a failing task stops the others (policy
-	// all), so a task that failed first could stop its peer before it printed.
+	// Only task 1 of run 1 fails, and late: a failing task stops the others
+	// (policy all), and on a loaded machine its peer may start a second or
+	// more after it, so failing at once could stop the peer before it printed.
 	for i := range results {
 		wg.Add(1)
 		go func() {
@@ -248,7 +249,7 @@ func TestRunTwoAtOnce(t *testing.T) {
 			out := filepath.Join(r.output, fmt.Sprint(i))
 			results[i] = RunCLI(t, r.env(), "run", "--code", r.code, "--image", imgs.Image, "--nodes", "2", "--output", out,
 				"--env", fmt.Sprintf("MARK=run%d", i), "--",
-				"/bin/sh", "-c", `sleep 1; echo "mark=$MARK task=$DLS_TASK_INDEX job=$DLS_JOB_ID"; [ "$MARK" = run1 ] && [ "$DLS_TASK_INDEX" = 1 ] && exit 5; exit 0`)
+				"/bin/sh", "-c", `sleep 1; echo "mark=$MARK task=$DLS_TASK_INDEX job=$DLS_JOB_ID"; [ "$MARK" = run1 ] && [ "$DLS_TASK_INDEX" = 1 ] && { sleep 5; exit 5; }; exit 0`)
 		}()
 	}
 	wg.Wait()
