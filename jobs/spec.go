@@ -27,6 +27,9 @@ type Contract struct {
 	Image      string // the engine's reference: host:port/repo@sha256:…
 	Network    string // the job's network name
 	DataDir    string // the emulator's data dir, for labels
+	// Hosts are the tasks' hostnames when the backend names them itself
+	// (Kubernetes: pod hostname and subdomain); empty means HostName.
+	Hosts []string
 }
 
 // taskPrelude finds the container's own IP with shell builtins only (any
@@ -38,9 +41,12 @@ const taskPrelude = `read -r h < /etc/hostname; ip=; while read -r a b _; do if 
 func Env(j *api.Job, i int, c Contract, gpus []string) []string {
 	s := j.Spec
 	n := s.Nodes
-	hosts := make([]string, n)
-	for k := range n {
-		hosts[k] = HostName(j, k)
+	hosts := c.Hosts
+	if len(hosts) != n {
+		hosts = make([]string, n)
+		for k := range n {
+			hosts[k] = HostName(j, k)
+		}
 	}
 	env := map[string]string{
 		"DLS_TASK_INDEX":              strconv.Itoa(i),
@@ -51,7 +57,7 @@ func Env(j *api.Job, i int, c Contract, gpus []string) []string {
 		"DLS_LOG_URL":                 s.LogURL,
 		"DLS_JOB_ID":                  j.ID,
 		"BATCH_JOB_ID":                j.ID,
-		"BATCH_TASK_CURRENT_INSTANCE": HostName(j, i),
+		"BATCH_TASK_CURRENT_INSTANCE": hosts[i],
 		"MA_NUM_HOSTS":                strconv.Itoa(n),
 		"MA_NUM_GPUS":                 strconv.Itoa(s.Flavor.GPUs),
 		"MA_JOB_ID":                   j.ID,
@@ -87,16 +93,21 @@ func Env(j *api.Job, i int, c Contract, gpus []string) []string {
 	return out
 }
 
+// Command is the task's command: one string is a shell command line, as
+// the console's run command is.
+func Command(s api.JobSpec) []string {
+	if len(s.Command) == 1 && strings.ContainsAny(s.Command[0], " \t;&|$") {
+		return []string{"/bin/sh", "-c", s.Command[0]}
+	}
+	return s.Command
+}
+
 // ContainerSpec is the engine's create body for task i: a pure function of
 // the job, so it is tested without Docker. gpus are the device IDs
 // allocated to this task.
 func ContainerSpec(j *api.Job, i int, c Contract, gpus []string) docker.ContainerConfig {
 	s := j.Spec
-	cmd := s.Command
-	if len(cmd) == 1 && strings.ContainsAny(cmd[0], " \t;&|$") {
-		// One string is a shell command line, as the console's run command is.
-		cmd = []string{"/bin/sh", "-c", cmd[0]}
-	}
+	cmd := Command(s)
 	host := HostName(j, i)
 	init := true
 	cfg := docker.ContainerConfig{
