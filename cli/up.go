@@ -83,6 +83,12 @@ Every listener binds to loopback unless told otherwise.`,
 	f.StringVar(&gpus, "gpus", os.Getenv("MALOCAL_GPUS"), "GPU ids jobs may use, e.g. 0,1 (env MALOCAL_GPUS; default: from nvidia-smi -L; none: no GPUs)")
 	f.StringVar(&quota, "registry-quota", os.Getenv("MALOCAL_REGISTRY_QUOTA"), "disk the registry may use, e.g. 50g (env MALOCAL_REGISTRY_QUOTA; empty: no bound)")
 	f.DurationVar(&cfg.StopGrace, "stop-grace", envDuration("MALOCAL_STOP_GRACE", 10*time.Second), "time a stopped task gets between SIGTERM and SIGKILL (env MALOCAL_STOP_GRACE)")
+	f.StringVar(&cfg.Backend, "backend", cmp.Or(os.Getenv("MALOCAL_BACKEND"), emulator.BackendDocker), "where jobs run: docker (this machine) or kubernetes (env MALOCAL_BACKEND)")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", os.Getenv("MALOCAL_KUBECONFIG"), "kubeconfig of the cluster for --backend kubernetes (env MALOCAL_KUBECONFIG; default: $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&cfg.Namespace, "namespace", os.Getenv("MALOCAL_NAMESPACE"), "namespace the jobs run in for --backend kubernetes (env MALOCAL_NAMESPACE; default: the kubeconfig's)")
+	f.StringVar(&cfg.AdvertiseOBS, "advertise-obs", os.Getenv("MALOCAL_ADVERTISE_OBS"), "URL at which the cluster's nodes reach the S3 API, e.g. http://10.0.0.5:7081 (env MALOCAL_ADVERTISE_OBS)")
+	f.StringVar(&cfg.AdvertiseRegistry, "advertise-registry", os.Getenv("MALOCAL_ADVERTISE_REGISTRY"), "HOST:PORT at which the cluster's nodes pull from the registry (env MALOCAL_ADVERTISE_REGISTRY)")
+	f.DurationVar(&cfg.PendingLimit, "pending-limit", envDuration("MALOCAL_PENDING_LIMIT", 5*time.Minute), "how long a job's pods may wait to be scheduled before the job fails, with --backend kubernetes (env MALOCAL_PENDING_LIMIT)")
 	f.StringVar(&logFormat, "log-format", cmp.Or(os.Getenv("MALOCAL_LOG_FORMAT"), "text"), "log format: text or json (env MALOCAL_LOG_FORMAT)")
 	return cmd
 }

@@ -36,6 +36,19 @@ type Config struct {
 	CapacityMemory int64
 	// StopGrace is how long a stopped task gets between SIGTERM and SIGKILL.
 	StopGrace time.Duration
+	// Backend is where jobs run: "docker" (default) or "kubernetes".
+	Backend string
+	// Kubeconfig and Namespace choose the cluster for the kubernetes
+	// backend; empty: the kubeconfig's defaults.
+	Kubeconfig string
+	Namespace  string
+	// AdvertiseOBS (URL) and AdvertiseRegistry (host:port) are where the
+	// cluster's nodes reach the S3 API and the registry.
+	AdvertiseOBS      string
+	AdvertiseRegistry string
+	// PendingLimit is how long a job's pods may wait to be scheduled
+	// before the job fails with the scheduler's reason; 0: 5 minutes.
+	PendingLimit time.Duration
 
 	// handlers replaces a service's handler by name; tests use it to serve
 	// slow requests during shutdown.

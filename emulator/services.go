@@ -81,12 +81,9 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	_, s3port, _ := net.SplitHostPort(s3.ln.Addr().String())
 	port, _ := strconv.Atoi(s3port)
 	s.gw = &gateways{log: e.log, handler: s.obs.Handler(), port: port, open: map[string]*gatewayListener{}}
-	backend := &jobs.DockerBackend{Engine: eng, Gateways: s.gw, Registry: engineAddr(e.service("registry").ln.Addr()),
-		DataDir: e.dd.Path, StopGrace: e.cfg.StopGrace}
-	backend.Creds.AccessKey, backend.Creds.SecretKey, backend.Creds.Region = creds.AccessKey, creds.SecretKey, creds.Region
-	gpus := e.cfg.GPUs
-	if gpus == nil {
-		gpus = detectGPUs(ctx)
+	backend, gpus, err := e.jobBackend(ctx, eng, creds)
+	if err != nil {
+		return err
 	}
 	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancelJobs = cancel
