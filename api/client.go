@@ -84,6 +84,12 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.roundTrip(hc, req)
+}
+
+// roundTrip sends req with the token and turns an error status into a
+// *RemoteError.
+func (c *Client) roundTrip(hc *http.Client, req *http.Request) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -94,7 +100,7 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 		var e ErrorBody
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		if json.Unmarshal(b, &e) != nil || e.Message == "" {
-			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
+			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", req.Method, strings.TrimPrefix(req.URL.Path, Prefix), resp.StatusCode, strings.TrimSpace(string(b)))
 		}
 		return nil, &RemoteError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Image is one manifest of the registry, once per tag; an untagged
@@ -106,4 +107,106 @@ func FormatImageRef(repo, ref string) string {
 		return repo + "@" + ref
 	}
 	return repo + ":" + ref
+}
+
+// AuditBase is an official base image, as the audit matched it.
+type AuditBase struct {
+	Name         string `json:"name"`
+	Tag          string `json:"tag,omitempty"`
+	Digest       string `json:"digest"`
+	Superseded   bool   `json:"superseded,omitempty"`
+	SupersededBy string `json:"superseded_by,omitempty"`
+}
+
+// AuditViolation is one broken image rule.
+type AuditViolation struct {
+	Rule       string `json:"rule"`
+	Layer      string `json:"layer,omitempty"`
+	LayerIndex int    `json:"layer_index"` // -1: the image as a whole
+	Path       string `json:"path,omitempty"`
+	Detail     string `json:"detail"`
+}
+
+// AuditReport is an audit's result: the verdict, each violation with its
+// rule, layer and path, and the audit's log.
+type AuditReport struct {
+	Verdict        string           `json:"verdict"` // pass or fail
+	ManifestDigest string           `json:"manifest_digest"`
+	ConfigDigest   string           `json:"config_digest"`
+	Base           *AuditBase       `json:"base,omitempty"`
+	Layers         int              `json:"layers"`
+	AddedLayers    int              `json:"added_layers"`
+	Size           int64            `json:"size"` // uncompressed bytes of all layers
+	Violations     []AuditViolation `json:"violations"`
+	Ignored        []AuditViolation `json:"ignored,omitempty"`
+	Log            []string         `json:"log,omitempty"`
+	Started        time.Time        `json:"started"`
+	Duration       Duration         `json:"duration"`
+	Cached         bool             `json:"cached,omitempty"`
+}
+
+// ImageAudit is what the console shows of an image's audit: the verdict
+// (empty when it was never audited), the official base it is built on,
+// and the last report.
+type ImageAudit struct {
+	Repository string `json:"repository"`
+	Reference  string `json:"reference"`
+	Digest     string `json:"digest"`
+	Verdict    string `json:"verdict,omitempty"` // pass, fail, or empty: not audited yet
+	// Base is the official base whose layers the image starts with; nil
+	// when none does. IsBase marks an official base itself.
+	Base   *AuditBase   `json:"base,omitempty"`
+	IsBase bool         `json:"is_base,omitempty"`
+	Report *AuditReport `json:"report,omitempty"`
+}
+
+// AuditBackend is the optional backend capability behind the image audit
+// routes.
+type AuditBackend interface {
+	// ImageAudit returns the stored verdict of repo:ref; it audits nothing.
+	ImageAudit(ctx context.Context, repo, ref string) (*ImageAudit, error)
+	// AuditImage audits repo:ref again now, replacing the stored verdict.
+	AuditImage(ctx context.Context, repo, ref string) (*ImageAudit, error)
+}
+
+func (s *Server) registerAudit() {
+	b, ok := s.backend.(AuditBackend)
+	if !ok {
+		return
+	}
+	query := func(r *http.Request) (string, string, error) {
+		repo, ref := r.URL.Query().Get("repo"), r.URL.Query().Get("ref")
+		if repo == "" || ref == "" {
+			return "", "", Invalidf("repo and ref are required")
+		}
+		return repo, ref, nil
+	}
+	s.handle("GET /images/audit", func(r *http.Request) (any, error) {
+		repo, ref, err := query(r)
+		if err != nil {
+			return nil, err
+		}
+		return b.ImageAudit(r.Context(), repo, ref)
+	})
+	s.handle("POST /images/audit", func(r *http.Request) (any, error) {
+		repo, ref, err := query(r)
+		if err != nil {
+			return nil, err
+		}
+		return b.AuditImage(r.Context(), repo, ref)
+	})
+}
+
+// ImageAudit returns the stored audit verdict and report of repo:ref.
+func (c *Client) ImageAudit(ctx context.Context, repo, ref string) (*ImageAudit, error) {
+	var out ImageAudit
+	q := url.Values{"repo": {repo}, "ref": {ref}}
+	return &out, c.do(ctx, http.MethodGet, "/images/audit?"+q.Encode(), nil, &out)
+}
+
+// AuditImage audits repo:ref again and returns the new report.
+func (c *Client) AuditImage(ctx context.Context, repo, ref string) (*ImageAudit, error) {
+	var out ImageAudit
+	q := url.Values{"repo": {repo}, "ref": {ref}}
+	return &out, c.do(ctx, http.MethodPost, "/images/audit?"+q.Encode(), nil, &out)
 }

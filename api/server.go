@@ -23,17 +23,22 @@ type Server struct {
 	backend Backend
 	token   string
 	mux     *http.ServeMux
+	logins  loginCodes
 }
 
 // NewServer returns the API handler. Every route requires the bearer
-// token; writes and websocket upgrades must come from the same origin.
+// token or the console's session cookie; writes and websocket upgrades
+// must come from the same origin.
 func NewServer(b Backend, token string) *Server {
 	s := &Server{backend: b, token: token, mux: http.NewServeMux()}
 	s.handle("GET /status", func(r *http.Request) (any, error) { return b.Status(r.Context()) })
 	// Routes of later services register here, each behind its own optional
 	// backend interface.
 	s.registerImages()
+	s.registerAudit()
 	s.registerJobs()
+	s.registerObjects()
+	s.create("POST /login-links", func(*http.Request) (any, error) { return s.NewLoginLink(), nil })
 	s.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})
@@ -65,6 +70,10 @@ func (s *Server) route(pattern string, status int, h func(*http.Request) (any, e
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == Prefix+LoginPath {
+		s.login(w, r) // the one route a signed-out browser may use
+		return
+	}
 	if err := s.authorize(r); err != nil {
 		writeError(w, err)
 		return
@@ -79,10 +88,18 @@ func (s *Server) authorize(r *http.Request) error {
 		}
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
-		return fmt.Errorf("%w: missing or wrong API token (the CLI reads it from the data dir's api-token file; send it as `Authorization: Bearer <token>`)", ErrUnauthorized)
+	if ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1 {
+		return nil
 	}
-	return nil
+	if s.hasSession(r) {
+		// Browsers send Origin on every write and upgrade; one without it
+		// did not come from the console.
+		if (!isSafeMethod(r.Method) || r.Header.Get("Upgrade") != "") && r.Header.Get("Origin") == "" {
+			return fmt.Errorf("%w: a console write must carry its Origin header", ErrForbidden)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: missing or wrong API token (the CLI reads it from the data dir's api-token file; send it as `Authorization: Bearer <token>`; in a browser, open the login URL that `malocal ui` prints)", ErrUnauthorized)
 }
 
 func isSafeMethod(m string) bool {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/malocal/malocal/api"
+	"github.com/malocal/malocal/webui"
 )
 
 // service is one listener of the emulator.
@@ -81,8 +82,19 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 	if err := e.openServices(ctx); err != nil {
 		return nil, err
 	}
+	creds, err := dd.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	apiSrv := api.NewServer(apiBackend{Emulator: e, ImageBackend: e.svc.reg.APIBackend(), jobsAPI: jobsAPI{e.svc.jobs},
+		auditAPI:   e.auditAPI(),
+		objectsAPI: newObjectsAPI(e.service("s3").url(), creds)}, token)
+	// The console's files at /, the API under its prefix, on one origin.
+	console := http.NewServeMux()
+	console.Handle(api.Prefix+"/", apiSrv)
+	console.Handle("/", webui.Handler())
 	handlers := map[string]http.Handler{
-		"api":      api.NewServer(apiBackend{Emulator: e, ImageBackend: e.svc.reg.APIBackend(), jobsAPI: jobsAPI{e.svc.jobs}}, token),
+		"api":      console,
 		"s3":       e.svc.obs.Handler(),
 		"registry": e.svc.reg.Handler(),
 	}
@@ -107,6 +119,10 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 			}
 		}(s)
 		e.log.Info("listening", "service", s.name, "url", s.url())
+		if s.name == "api" {
+			// A one-time link: opened once, it signs the browser in.
+			e.log.Info("console", "login_url", s.url()+apiSrv.NewLoginLink().Path, "hint", "open it in a browser; `malocal ui` prints a new one")
+		}
 		if !isLoopback(s.ln.Addr()) {
 			e.log.Warn("listening beyond loopback: anyone who can reach this address can use the service", "service", s.name, "addr", s.ln.Addr().String())
 		}

@@ -32,6 +32,7 @@ type services struct {
 	reg        *registry.Registry
 	store      *jobs.Store
 	auditCache *audit.BoltCache
+	auditor    *audit.RegistryAuditor
 	jobs       *jobs.Manager
 	gw         *gateways
 	cancelJobs context.CancelFunc
@@ -68,7 +69,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	}
 	// The catalog file is read on every audit, so bases that `malocal base
 	// build` publishes from another process count at once.
-	auditor := &audit.RegistryAuditor{
+	s.auditor = &audit.RegistryAuditor{
 		Source:  s.reg,
 		Auditor: audit.NewAuditor(audit.CatalogFile(baseimage.OpenCatalog(e.dd.Path).Path()), s.auditCache),
 		LogDir:  e.dd.Sub(auditLogDir),
@@ -90,7 +91,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	if s.jobs, err = jobs.NewManager(jctx, jobs.Config{
 		Store: s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
 		Images: imageResolver{reg: s.reg, prefix: registryPrefix(e.service("registry").ln.Addr())}, Buckets: s.obs,
-		Uploader: logUploader{endpoint: s3.url(), creds: creds}, Auditor: auditor,
+		Uploader: logUploader{endpoint: s3.url(), creds: creds}, Auditor: s.auditor,
 		Capacity: jobs.Capacity{CPUs: e.cfg.CapacityCPUs, Memory: e.cfg.CapacityMemory, GPUs: gpus},
 		Logger:   e.log.With("service", "jobs"),
 	}); err != nil {
@@ -182,11 +183,13 @@ func (u logUploader) UploadDir(ctx context.Context, dir, url string) error {
 }
 
 // apiBackend is everything the API serves: the emulator's status, the
-// registry's images and the jobs.
+// registry's images and their audits, the jobs and the objects.
 type apiBackend struct {
 	*Emulator
 	api.ImageBackend
 	jobsAPI
+	auditAPI
+	objectsAPI
 }
 
 // jobsAPI adapts the job manager to api.JobBackend.

@@ -1,0 +1,134 @@
+package emulator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/malocal/malocal/api"
+	"github.com/malocal/malocal/audit"
+	"github.com/malocal/malocal/baseimage"
+	"github.com/malocal/malocal/registry"
+)
+
+// auditAPI serves the console's image audit routes (api.AuditBackend):
+// stored verdicts read from the verdict cache, and audits run again with
+// the job runner's own auditor, so a new verdict counts for the next job.
+type auditAPI struct {
+	reg     *registry.Registry
+	auditor *audit.RegistryAuditor
+	cache   audit.Cache
+	catalog audit.BaseCatalog
+}
+
+var _ api.AuditBackend = auditAPI{}
+
+func (e *Emulator) auditAPI() auditAPI {
+	return auditAPI{reg: e.svc.reg, auditor: e.svc.auditor, cache: e.svc.auditCache,
+		catalog: audit.CatalogFile(baseimage.OpenCatalog(e.dd.Path).Path())}
+}
+
+func (a auditAPI) ImageAudit(ctx context.Context, repo, ref string) (*api.ImageAudit, error) {
+	out, img, err := a.describe(ctx, repo, ref)
+	if err != nil {
+		return nil, err
+	}
+	cd, err := img.ConfigName()
+	if err != nil {
+		return nil, fmt.Errorf("image %s: config digest: %w", api.FormatImageRef(repo, ref), err)
+	}
+	rep, ok, err := a.cache.Get(ctx, out.Digest, cd.String())
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		setReport(out, rep)
+	}
+	return out, nil
+}
+
+func (a auditAPI) AuditImage(ctx context.Context, repo, ref string) (*api.ImageAudit, error) {
+	out, img, err := a.describe(ctx, repo, ref)
+	if err != nil {
+		return nil, err
+	}
+	opts := a.auditor.Options
+	opts.Force = true
+	rep, err := a.auditor.Auditor.Audit(ctx, img, opts)
+	if err != nil {
+		return nil, fmt.Errorf("auditing %s: %w", api.FormatImageRef(repo, ref), err)
+	}
+	rep.Image = repo + "@" + out.Digest
+	if a.auditor.LogDir != "" {
+		if err := audit.AppendLog(a.auditor.LogDir, rep); err != nil {
+			return nil, err
+		}
+	}
+	setReport(out, rep)
+	return out, nil
+}
+
+// describe resolves repo:ref and finds the official base it is built on.
+func (a auditAPI) describe(ctx context.Context, repo, ref string) (*api.ImageAudit, v1.Image, error) {
+	name := api.FormatImageRef(repo, ref)
+	img, err := a.reg.Image(ctx, repo, ref)
+	if registry.IsNotFound(err) {
+		return nil, nil, fmt.Errorf("%w: image %s is not in the registry", api.ErrNotFound, name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: digest: %w", name, err)
+	}
+	out := &api.ImageAudit{Repository: repo, Reference: ref, Digest: d.String()}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, nil, fmt.Errorf("image %s: config: %w", name, err)
+	}
+	bases, err := a.catalog.Bases(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The lineage is the longest base whose layers the image starts with.
+	best := 0
+	for _, b := range bases {
+		if b.Digest == out.Digest {
+			out.IsBase = true
+		}
+		n := len(b.DiffIDs)
+		if n > best && n <= len(cf.RootFS.DiffIDs) && slices.Equal(b.DiffIDs, cf.RootFS.DiffIDs[:n]) {
+			best, out.Base = n, apiBase(b)
+		}
+	}
+	return out, img, nil
+}
+
+func apiBase(b audit.Base) *api.AuditBase {
+	return &api.AuditBase{Name: b.Name, Tag: b.Tag, Digest: b.Digest, Superseded: b.Superseded, SupersededBy: b.SupersededBy}
+}
+
+// setReport puts rep's verdict and report, in the API's terms, into o.
+func setReport(o *api.ImageAudit, rep *audit.Report) {
+	conv := func(vs []audit.Violation) []api.AuditViolation {
+		out := make([]api.AuditViolation, len(vs))
+		for i, v := range vs {
+			out[i] = api.AuditViolation{Rule: v.Rule, Layer: v.Layer, LayerIndex: v.LayerIndex, Path: v.Path, Detail: v.Detail}
+		}
+		return out
+	}
+	r := &api.AuditReport{
+		Verdict: string(rep.Verdict), ManifestDigest: rep.ManifestDigest, ConfigDigest: rep.ConfigDigest,
+		Layers: rep.Layers, AddedLayers: rep.AddedLayers, Size: rep.Size,
+		Violations: conv(rep.Violations), Ignored: conv(rep.Ignored), Log: rep.Log,
+		Started: rep.Started, Duration: api.Duration(rep.Duration.Round(time.Millisecond)), Cached: rep.Cached,
+	}
+	if rep.Base != nil {
+		r.Base = apiBase(*rep.Base)
+	}
+	o.Verdict, o.Report = r.Verdict, r
+}
