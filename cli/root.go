@@ -80,6 +80,7 @@ training jobs on Docker containers that see the platform's environment.`,
 		newJobCmd(g),
 		newRunCmd(g),
 		newSamplesCmd(g), newDemoCmd(g),
+		newUICmd(g),
 	)
 	attachImageAudit(root, g) // malocal image audit, in audit.go
 	return root
