@@ -9,10 +9,13 @@ set -euo pipefail
 #   skopeo  copies images to and from the registry
 #   mmdebstrap  builds an official base offline from Debian packages
 #   python3-numpy dataset-fashion-mnist  the mnist samples and their data
+#   etcd-server containerd containernetworking-plugins conntrack openssl
+#   iproute2 iptables  the one-node Kubernetes cluster of the kube tests
 pkgs=(
   ca-certificates git make bash python3 busybox-static
   awscli s3cmd rclone python3-boto3 skopeo mmdebstrap
   python3-numpy dataset-fashion-mnist
+  etcd-server containerd containernetworking-plugins conntrack openssl iproute2 iptables
 )
 
 missing=()
@@ -38,3 +41,6 @@ if [ ! -x "$conformance" ]; then
   echo "building the OCI conformance suite into $conformance"
   sh .ci/conformance-install.sh "$conformance" >/dev/null
 fi
+
+# The Kubernetes binaries of the kube tests' cluster, built once and cached.
+bash .ci/k8s-install.sh >/dev/null

@@ -1,0 +1,355 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/malocal/malocal/api"
+	"github.com/malocal/malocal/e2e/kubecluster"
+	"github.com/malocal/malocal/samples"
+)
+
+// kubeEnv is a one-node cluster and an emulator whose jobs run on it.
+type kubeEnv struct {
+	c    *kubecluster.Cluster
+	e    *Emulator
+	img  string
+	args []string // malocal up's flags, for a restart
+}
+
+// startKube brings up the cluster, grants malocal's user the Role of
+// docs/kubernetes-role.yaml, and starts an emulator with the kubernetes
+// backend, listening on the node's address so pods reach it.
+func startKube(t *testing.T) *kubeEnv {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("brings up a Kubernetes cluster: not in -short")
+	}
+	c := kubecluster.Start(t)
+	applyRole(t, c)
+	s3Port, regPort := c.FreePort(), c.FreePort()
+	reg := fmt.Sprintf("%s:%d", c.NodeIP, regPort)
+	c.AllowRegistry(reg)
+	args := []string{"--backend", "kubernetes", "--kubeconfig", c.Kubeconfig(kubecluster.UserMalocal), "--namespace", "default",
+		"--s3-addr", fmt.Sprintf("%s:%d", c.NodeIP, s3Port), "--registry-addr", reg,
+		"--advertise-obs", fmt.Sprintf("http://%s:%d", c.NodeIP, s3Port), "--advertise-registry", reg,
+		"--pending-limit", "30s", "--stop-grace", "2s"}
+	e := Start(t, WithArgs(args...))
+	img := e.BusyboxImage(t, "test/busybox", "1")
+	e.MakeBucket(t, "code")
+	return &kubeEnv{c: c, e: e, img: img, args: args}
+}
+
+// applyRole applies the shipped Role and RoleBinding in "default".
+func applyRole(t *testing.T, c *kubecluster.Cluster) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "docs", "kubernetes-role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, doc := range strings.Split(string(data), "\n---\n") {
+		var kind struct{ Kind string }
+		if err := yaml.Unmarshal([]byte(doc), &kind); err != nil {
+			t.Fatal(err)
+		}
+		switch kind.Kind {
+		case "Role":
+			var r rbacv1.Role
+			if err := yaml.Unmarshal([]byte(doc), &r); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Admin.RbacV1().Roles("default").Create(ctx, &r, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		case "RoleBinding":
+			var rb rbacv1.RoleBinding
+			if err := yaml.Unmarshal([]byte(doc), &rb); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Admin.RbacV1().RoleBindings("default").Create(ctx, &rb, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("docs/kubernetes-role.yaml: unexpected kind %q", kind.Kind)
+		}
+	}
+}
+
+// assertClusterClean checks that a finished job left no Job, Service or
+// pod in the cluster.
+func (k *kubeEnv) assertClusterClean(t *testing.T, id string) {
+	t.Helper()
+	ctx := context.Background()
+	sel := metav1.ListOptions{LabelSelector: "malocal.job=" + id}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		jl, err1 := k.c.Admin.BatchV1().Jobs("default").List(ctx, sel)
+		sl, err2 := k.c.Admin.CoreV1().Services("default").List(ctx, sel)
+		pl, err3 := k.c.Admin.CoreV1().Pods("default").List(ctx, sel)
+		if err1 == nil && err2 == nil && err3 == nil && len(jl.Items)+len(sl.Items)+len(pl.Items) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("job %s left in the cluster: %d Jobs, %d Services, %d pods (%v %v %v)", id, len(jl.Items), len(sl.Items), len(pl.Items), err1, err2, err3)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func TestKubernetesBackend(t *testing.T) {
+	k := startKube(t)
+	e := k.e
+
+	for _, n := range []int{1, 4} {
+		t.Run(fmt.Sprintf("contract on %d nodes", n), func(t *testing.T) {
+			j := submit(t, e, api.JobSpec{Name: "Contract Test", Image: k.img, Nodes: n, AppURL: "s3://code/new/",
+				DataURL: "obs://code/data/", TrainURL: "s3://code/out/", Env: map[string]string{"EXTRA": "yes"}, Policy: api.PolicyIndex0,
+				Flavor:  api.Flavor{CPUs: 0.1, Memory: 64 << 20},
+				Command: []string{"/bin/sh", "-c", contractScript}})
+			j = waitFinal(t, e, j.ID, 5*time.Minute)
+			logs := logsOf(t, e, j.ID, -1)
+			if j.Status != api.StatusCompleted {
+				t.Fatalf("status %s (%s)\n%s\n%+v", j.Status, j.Reason, logs, j.Events)
+			}
+			obj := "malocal-" + j.ID
+			var hosts []string
+			for i := range n {
+				hosts = append(hosts, fmt.Sprintf("%s-%d.%s", obj, i, obj))
+			}
+			for i := range n {
+				for _, want := range []string{
+					fmt.Sprintf("%d|task=%d of=%d app=s3://code/new/ data=obs://code/data/ train=s3://code/out/ job=%s batchjob=%s", i, i, n, j.ID, j.ID),
+					fmt.Sprintf("%d|instance=%s ip=", i, hosts[i]),
+					fmt.Sprintf("hosts=%d vc=%d/%d workers=%s gpus=0 extra=yes", n, i, n, strings.Join(hosts, ",")),
+					fmt.Sprintf("%d|s3=http://%s:", i, k.c.NodeIP),
+					fmt.Sprintf("region=%s key=%s user=1101", e.Creds.Region, e.Creds.AccessKey),
+					fmt.Sprintf("%d|peer%d=%s:2222", i, n-1, hosts[n-1]),
+					fmt.Sprintf("%d|resolved0", i), fmt.Sprintf("%d|resolved%d", i, n-1),
+					fmt.Sprintf("%d|s3 reachable", i),
+				} {
+					if !strings.Contains(logs, want) {
+						t.Errorf("logs lack %q", want)
+					}
+				}
+			}
+			ipLine := regexp.MustCompile(`(?m)^(\d)\|instance=\S+ ip=(\d+\.\d+\.\d+\.\d+) maip=(\S+) `)
+			ips := map[string]bool{}
+			for _, m := range ipLine.FindAllStringSubmatch(logs, -1) {
+				if m[2] != m[3] {
+					t.Errorf("task %s: BATCH_TASK_CURRENT_HOST_IP %s but MA_CURRENT_IP %s", m[1], m[2], m[3])
+				}
+				ips[m[2]] = true
+			}
+			if len(ips) != n {
+				t.Errorf("want %d distinct pod addresses, got %v", n, ips)
+			}
+			for i := 1; i < n; i++ {
+				if !strings.Contains(logs, fmt.Sprintf("0|hello-from-%d", i)) {
+					t.Errorf("task 0 did not fetch task %d's greeting over BATCH_CUSTOM%d_HOSTS", i, i)
+				}
+			}
+			for _, tk := range j.Tasks {
+				want := "stopped" // the peers, once task 0 decided
+				if tk.Index == 0 {
+					want = "succeeded"
+				}
+				if tk.ExitCode == nil || tk.Status != want || tk.Host != hosts[tk.Index] || tk.Finished.IsZero() {
+					t.Errorf("task %d: %s exit %v host %s, want %s", tk.Index, tk.Status, tk.ExitCode, tk.Host, want)
+				}
+			}
+			if t.Failed() || testing.Verbose() {
+				t.Logf("logs:\n%s", logs)
+				for _, ev := range j.Events {
+					t.Logf("%s %s %s", ev.Time.Format("15:04:05.000"), ev.Status, ev.Message)
+				}
+			}
+			k.assertClusterClean(t, j.ID)
+		})
+	}
+
+	t.Run("a failing task fails the job", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "fails", Image: k.img, Nodes: 2, AppURL: "s3://code/new/",
+			Command: []string{`if [ "$DLS_TASK_INDEX" = 1 ]; then echo "task 1 gives up"; exit 3; fi; echo "task 0 waits"; sleep 300`}})
+		j = waitFinal(t, e, j.ID, 3*time.Minute)
+		logs := logsOf(t, e, j.ID, -1)
+		if j.Status != api.StatusFailed || j.Reason != "task 1 exited with code 3" || j.ExitCode == nil || *j.ExitCode != 3 {
+			t.Errorf("status %s reason %q exit %v\n%s", j.Status, j.Reason, j.ExitCode, logs)
+		}
+		if j.Tasks[1].Status != "failed" || j.Tasks[0].Status != "stopped" {
+			t.Errorf("tasks: %+v", j.Tasks)
+		}
+		if !strings.Contains(logs, "1|task 1 gives up") || !strings.Contains(logs, "0|task 0 waits") {
+			t.Errorf("logs:\n%s", logs)
+		}
+		k.assertClusterClean(t, j.ID)
+	})
+
+	t.Run("stop", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "long", Image: k.img, Nodes: 2, AppURL: "s3://code/new/",
+			Command: []string{`echo "task $DLS_TASK_INDEX up"; sleep 600`}})
+		deadline := time.Now().Add(3 * time.Minute)
+		for !strings.Contains(logsOf(t, e, j.ID, -1), "1|task 1 up") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the tasks did not start: %s", logsOf(t, e, j.ID, -1))
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if _, err := e.Client().StopJob(context.Background(), j.ID); err != nil {
+			t.Fatal(err)
+		}
+		j = waitFinal(t, e, j.ID, 2*time.Minute)
+		if j.Status != api.StatusCanceled {
+			t.Errorf("status %s (%s)", j.Status, j.Reason)
+		}
+		for _, tk := range j.Tasks {
+			if tk.Status != "stopped" {
+				t.Errorf("task %d: %s", tk.Index, tk.Status)
+			}
+		}
+		// The logs were streamed while the pods ran: they outlive them.
+		if logs := logsOf(t, e, j.ID, -1); !strings.Contains(logs, "0|task 0 up") {
+			t.Errorf("logs after the pods are gone:\n%s", logs)
+		}
+		k.assertClusterClean(t, j.ID)
+	})
+
+	t.Run("an image the nodes cannot pull", func(t *testing.T) {
+		// The registry's loopback name is not reachable from the node.
+		hosts := filepath.Join(k.c.Dir, "certs.d", e.Registry, "hosts.toml")
+		os.Rename(hosts, hosts+".off")
+		defer os.Rename(hosts+".off", hosts)
+		// A new digest: the node has the other test image already.
+		base, err := BusyboxV1Image()
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := mutate.AppendLayers(base, fileLayer("home/work/app/README", "never pulled\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.push(t, "test/unpullable:1", img)
+		j := submit(t, e, api.JobSpec{Name: "unpullable", Image: "test/unpullable:1", Nodes: 1, AppURL: "s3://code/new/", Command: []string{"true"}})
+		j = waitFinal(t, e, j.ID, 3*time.Minute)
+		if j.Status != api.StatusFailed || !strings.Contains(j.Reason, "cannot pull image") || !strings.Contains(j.Reason, "--advertise-registry") {
+			t.Errorf("status %s reason %q", j.Status, j.Reason)
+		}
+		k.assertClusterClean(t, j.ID)
+	})
+
+	t.Run("insufficient resources: the scheduler's reason", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "huge", Image: k.img, Nodes: 1, AppURL: "s3://code/new/", Command: []string{"true"},
+			Flavor: api.Flavor{CPUs: 512}})
+		j = waitFinal(t, e, j.ID, 4*time.Minute)
+		if j.Status != api.StatusFailed || !strings.Contains(j.Reason, "could not schedule") || !strings.Contains(j.Reason, "Insufficient cpu") {
+			t.Errorf("status %s reason %q", j.Status, j.Reason)
+		}
+		k.assertClusterClean(t, j.ID)
+	})
+
+	t.Run("restart re-attaches", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "survivor", Image: k.img, Nodes: 2, AppURL: "s3://code/new/",
+			Command: []string{`i=0; while [ $i -lt 20 ]; do echo "tick $i"; i=$((i+1)); sleep 1; done`}})
+		waitStatus(t, e, j.ID, api.StatusRunning, 2*time.Minute)
+		deadline := time.Now().Add(2 * time.Minute)
+		for !strings.Contains(logsOf(t, e, j.ID, 1), "tick 2") {
+			if time.Now().After(deadline) {
+				t.Fatal("no ticks")
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		e.Kill()
+		e = e.Restart(WithArgs(k.args...))
+		k.e = e
+		j = waitFinal(t, e, j.ID, 3*time.Minute)
+		logs := logsOf(t, e, j.ID, 1)
+		if j.Status != api.StatusCompleted || !strings.Contains(logs, "tick 19") {
+			t.Errorf("status %s (%s)\n%s", j.Status, j.Reason, logs)
+		}
+		if c := strings.Count(logs, "|tick 1\n"); c != 1 {
+			t.Errorf("tick 1 stored %d times after the re-attach", c)
+		}
+		k.assertClusterClean(t, j.ID)
+	})
+
+	t.Run("missing RBAC permissions are named", func(t *testing.T) {
+		_, err := StartErr(t, WithArgs("--backend", "kubernetes", "--kubeconfig", k.c.Kubeconfig(kubecluster.UserNobody),
+			"--advertise-obs", "http://"+k.c.NodeIP+":1", "--advertise-registry", k.c.NodeIP+":1"))
+		if err == nil || !strings.Contains(err.Error(), "missing Kubernetes permissions in namespace default: create jobs.batch") ||
+			!strings.Contains(err.Error(), "get pods/log") || !strings.Contains(err.Error(), "docs/kubernetes-role.yaml") {
+			t.Errorf("start as a user without rights: %v", err)
+		}
+	})
+
+	t.Run("unreachable cluster", func(t *testing.T) {
+		kc := filepath.Join(t.TempDir(), "kubeconfig")
+		os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n"+
+			"users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"), 0o600)
+		_, err := StartErr(t, WithArgs("--backend", "kubernetes", "--kubeconfig", kc,
+			"--advertise-obs", "http://127.0.0.1:1", "--advertise-registry", "127.0.0.1:1"))
+		if err == nil || !strings.Contains(err.Error(), "the Kubernetes cluster at https://127.0.0.1:1 does not answer") {
+			t.Errorf("start against no cluster: %v", err)
+		}
+	})
+}
+
+// TestKubernetesMnistReplica runs the guide's distributed mnist example
+// (parameter servers and workers over BATCH_CUSTOM*_HOSTS) through
+// `malocal demo` on an emulator whose jobs run on the cluster.
+func TestKubernetesMnistReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("brings up a Kubernetes cluster: not in -short")
+	}
+	missing := samples.CheckData(samples.FashionMNIST)
+	Require(t, len(missing) == 0, fmt.Sprintf("Fashion-MNIST in %s (apt-get install dataset-fashion-mnist): missing %v", samples.FashionMNIST, missing))
+	rootfs := cachedRootfs(t, samples.BaseInclude)
+	k := startKube(t)
+	cmd := exec.Command(Binary(t), "demo", "-o", "json", "--from", "rootfs:"+rootfs, "--replica-nodes", "3")
+	cmd.Env = append(os.Environ(), "MALOCAL_DATA_DIR="+k.e.DataDir)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { <-ctx.Done(); cmd.Process.Kill() }()
+	err := cmd.Wait()
+	var sum samples.Summary
+	if jerr := json.Unmarshal(out.Bytes(), &sum); err != nil || jerr != nil {
+		t.Fatalf("malocal demo: %v %v\n%s\n%s", err, jerr, out.String(), errb.String())
+	}
+	nodes := map[string]int{"mnist-softmax": 1, "mnist-replica": 3}
+	for _, j := range sum.Jobs {
+		t.Logf("%s: %s on %d node(s), test accuracy %.4f, %s", j.Example, j.Status, j.Nodes, j.Accuracy, j.Duration.Round(100*time.Millisecond))
+		if j.Status != api.StatusCompleted || j.Nodes != nodes[j.Example] || j.Accuracy < 0.80 {
+			t.Errorf("%s: %s (%s), %d nodes, accuracy %.4f", j.Example, j.Status, j.Reason, j.Nodes, j.Accuracy)
+		}
+		if j.Example == "mnist-replica" {
+			logs := logsOf(t, k.e, j.ID, -1)
+			host := func(i int) string { return "malocal-" + j.ID + "-" + strconv.Itoa(i) + ".malocal-" + j.ID + ":2222" }
+			if !strings.Contains(logs, host(0)) || !strings.Contains(logs, host(2)) {
+				t.Errorf("the replicas did not read the cluster's hostnames from BATCH_CUSTOM*_HOSTS:\n%s", logs)
+			}
+		}
+	}
+	if len(sum.Jobs) != 2 || t.Failed() {
+		t.Errorf("demo jobs %d:\n%s", len(sum.Jobs), errb.String())
+	}
+}
