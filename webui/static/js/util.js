@@ -26,7 +26,7 @@ export function clear(e) {
 const statusClass = {
   creating: "gray", auditing: "blue", pending: "blue", running: "blue",
   completed: "green", failed: "red", audit_failed: "red", timeout: "orange", canceled: "gray",
-  exited: "gray", created: "gray",
+  exited: "gray", created: "gray", succeeded: "green", stopped: "gray", waiting: "gray",
 };
 
 // badge shows a status in colour and words.
@@ -95,4 +95,9 @@ export function poller(fn, ms) {
   };
   tick();
   return { stop: () => { stopped = true; clearTimeout(timer); } };
+}
+
+// icon is a small drawn icon: "folder", "file" or "bucket".
+export function icon(kind) {
+  return el("span", { class: `ico ${kind}`, "aria-hidden": "true" });
 }

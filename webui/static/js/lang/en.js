@@ -34,6 +34,9 @@ export default {
   "status.canceled": "Canceled",
   "status.timeout": "Timed out",
   "status.exited": "Exited",
+  "status.succeeded": "Succeeded",
+  "status.stopped": "Stopped",
+  "status.waiting": "Waiting",
   "status.created": "Created",
 
   "jobs.title": "Training jobs",

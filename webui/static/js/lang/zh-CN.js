@@ -34,6 +34,9 @@ export default {
   "status.canceled": "已终止",
   "status.timeout": "已超时",
   "status.exited": "已退出",
+  "status.succeeded": "成功",
+  "status.stopped": "已停止",
+  "status.waiting": "等待中",
   "status.created": "已创建",
 
   "jobs.title": "训练作业",

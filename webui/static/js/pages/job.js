@@ -11,19 +11,23 @@ export function render(main, [id]) {
   const overview = el("dl", { class: "details", id: "job-overview" });
   const timeline = el("ol", { class: "timeline", id: "timeline" });
   const tasks = el("tbody", { id: "tasks-body" });
-  const logs = el("section", { class: "card", id: "logs" });
+  const logs = el("section", { class: "card", id: "logs", hidden: true });
   const status = el("div");
+  // Tasks and their logs, what people watch, on the wide side; the
+  // job's details and timeline beside them.
   main.append(
     el("a", { href: "#/jobs", class: "muted" }, "← ", t("job.back")),
     head, status, auditBox,
-    el("div", { class: "columns" },
-      el("section", { class: "card" }, el("h2", {}, t("job.overview")), overview),
-      el("section", { class: "card" }, el("h2", {}, t("job.timeline")), timeline)),
-    el("section", { class: "card flush" }, el("h2", { class: "pad" }, t("job.tasks")),
-      el("table", { class: "table", id: "tasks-table" },
-        el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, t("job.host")), el("th", {}, t("jobs.col.status")),
-          el("th", {}, t("job.exitCode")), el("th", {}, t("jobs.col.duration")))), tasks)),
-    logs);
+    el("div", { class: "job-grid" },
+      el("div", {},
+        el("section", { class: "card flush" }, el("h2", { class: "pad" }, t("job.tasks")),
+          el("table", { class: "table", id: "tasks-table" },
+            el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, t("job.host")), el("th", {}, t("jobs.col.status")),
+              el("th", {}, t("job.exitCode")), el("th", {}, t("jobs.col.duration")))), tasks)),
+        logs),
+      el("div", {},
+        el("section", { class: "card" }, el("h2", {}, t("job.overview")), overview),
+        el("section", { class: "card" }, el("h2", {}, t("job.timeline")), timeline))));
 
   let streams = null, auditShown = false, final = false;
   const p = poller(async () => {
@@ -102,7 +106,8 @@ function renderOverview(dl, j) {
     ...row("job.started", time(j.started)),
     ...row("job.finished", time(j.finished)),
     ...row("job.exitCode", exit, "mono"),
-    ...row("job.reason", j.reason));
+    // An audit failure's reasons are in the report above.
+    ...row("job.reason", j.status === "audit_failed" ? "" : j.reason));
 }
 
 function renderTimeline(ol, j) {
@@ -147,6 +152,7 @@ async function renderAudit(box, j) {
 
 // openLogs makes a tab per task, each with a live log over a websocket.
 function openLogs(section, j) {
+  section.hidden = false;
   const tabs = el("div", { class: "tabs", role: "tablist" });
   const panes = el("div");
   const follow = el("input", { type: "checkbox", id: "follow", checked: true });

@@ -1,7 +1,7 @@
 // The jobs page (a list that refreshes itself) and the create-job form.
 import { t } from "../i18n.js";
 import { get, post } from "../api.js";
-import { el, clear, badge, ago, duration, notice, poller } from "../util.js";
+import { el, clear, badge, ago, duration, notice, poller, icon } from "../util.js";
 import { folderPicker } from "./picker.js";
 
 export function render(main) {
@@ -102,7 +102,7 @@ function objectInput(id, placeholder) {
   const pick = el("button", { type: "button", class: "button small", id: `pick-${id}`, onclick: () => folderPicker(input.value, (url) => {
     input.value = url;
     input.dispatchEvent(new Event("input"));
-  }) }, "📁 ", t("form.pick"));
+  }) }, icon("folder"), t("form.pick"));
   return [input, el("div", { class: "input-row" }, input, pick)];
 }
 
@@ -227,7 +227,7 @@ const fieldOf = { name: "name", image: "image", command: "command", nodes: "node
   train_url: "train_url", log_url: "log_url", env: "env", flavor: "flavor", "flavor.memory": "flavor", timeout: "timeout", policy: "policy" };
 
 function showFieldError(form, banner, e) {
-  const m = /^(?:job spec: )?([a-z_.]+): (.*)$/s.exec(e.message || "");
+  const m = /^(?:invalid request: )?(?:job spec: )?([a-z_.]+): (.*)$/s.exec(e.message || "");
   const id = m && fieldOf[m[1]];
   banner.append(notice("error", id ? t("form.invalid") : e.message));
   if (!id) return;

@@ -2,7 +2,7 @@
 // and delete.
 import { t } from "../i18n.js";
 import { get, post, del, upload, objectPath, prefix as apiPrefix } from "../api.js";
-import { el, clear, bytes, time, notice } from "../util.js";
+import { el, clear, bytes, time, notice, icon } from "../util.js";
 
 const link = (bucket, prefix = "") => `#/objects/${encodeURIComponent(bucket)}/${prefix.split("/").map(encodeURIComponent).join("/")}`;
 
@@ -30,7 +30,7 @@ export function render(main, [bucket, prefix = ""]) {
 
   get("/buckets").then((bs) => {
     if (bs.length === 0) buckets.append(el("li", { class: "muted" }, t("objects.empty")));
-    for (const b of bs) buckets.append(el("li", {}, el("a", { href: link(b.name), class: b.name === bucket ? "active" : "" }, "🪣 ", b.name)));
+    for (const b of bs) buckets.append(el("li", {}, el("a", { href: link(b.name), class: b.name === bucket ? "active" : "" }, icon("bucket"), b.name)));
   }).catch((e) => clear(status).append(notice("error", e.message)));
 
   if (!bucket) {
@@ -55,7 +55,7 @@ export function render(main, [bucket, prefix = ""]) {
           ev.preventDefault();
           const n = folderName.value.trim().replace(/^\/+|\/+$/g, "");
           if (n) location.hash = link(bucket, prefix + n + "/");
-        } }, folderName, el("button", { class: "button small", type: "submit" }, "+ ", t("objects.newFolder"))),
+        } }, folderName, el("button", { class: "button small", type: "submit", id: "new-folder-button" }, "+ ", t("objects.newFolder"))),
         el("button", { class: "button primary small", id: "upload-button", onclick: () => fileInput.click() }, "⇪ ", t("objects.upload")),
         fileInput)),
     progress,
@@ -76,14 +76,14 @@ export function render(main, [bucket, prefix = ""]) {
     if (l.folders.length + l.objects.length === 0) body.append(el("tr", {}, el("td", { colspan: 4, class: "empty" }, t("objects.folderEmpty"))));
     for (const f of l.folders) {
       body.append(el("tr", { dataset: { key: f } },
-        el("td", {}, el("a", { href: link(bucket, f), class: "strong" }, "📁 ", f.slice(prefix.length))),
+        el("td", {}, el("a", { href: link(bucket, f), class: "strong" }, icon("folder"), f.slice(prefix.length))),
         el("td", { class: "muted" }, t("objects.folder")), el("td", {}),
         el("td", { class: "actions" }, deleteButton(f, load))));
     }
     for (const o of l.objects) {
       const name = o.key.slice(prefix.length);
       body.append(el("tr", { dataset: { key: o.key } },
-        el("td", { class: "mono" }, "📄 ", name),
+        el("td", { class: "mono" }, icon("file"), name),
         el("td", {}, bytes(o.size)),
         el("td", {}, time(o.modified)),
         el("td", { class: "actions" },

@@ -1,7 +1,7 @@
 // A folder picker over the object store, for the form's s3:// fields.
 import { t } from "../i18n.js";
 import { get } from "../api.js";
-import { el, clear } from "../util.js";
+import { el, clear, icon } from "../util.js";
 
 function parse(url) {
   const m = /^(?:s3|obs):\/\/([^/]+)\/?(.*)$/.exec(url || "");
@@ -31,16 +31,16 @@ export function folderPicker(initial, onPick) {
     choose.disabled = !bucket;
     try {
       if (!bucket) {
-        for (const b of await get("/buckets")) list.append(item(`🪣 ${b.name}`, () => { bucket = b.name; prefix = ""; show(); }));
+        for (const b of await get("/buckets")) list.append(item([icon("bucket"), b.name], () => { bucket = b.name; prefix = ""; show(); }));
         return;
       }
-      list.append(item("⬑ ..", () => {
+      list.append(item("↑ ..", () => {
         if (!prefix) bucket = "";
         else prefix = prefix.slice(0, prefix.slice(0, -1).lastIndexOf("/") + 1);
         show();
       }));
       const l = await get(`/buckets/${encodeURIComponent(bucket)}/objects?prefix=${encodeURIComponent(prefix)}`);
-      for (const f of l.folders) list.append(item(`📁 ${f.slice(prefix.length)}`, () => { prefix = f; show(); }));
+      for (const f of l.folders) list.append(item([icon("folder"), f.slice(prefix.length)], () => { prefix = f; show(); }));
     } catch (e) {
       list.append(el("li", { class: "field-error" }, e.message));
     }

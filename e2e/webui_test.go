@@ -1,0 +1,400 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/chromedp/chromedp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/malocal/malocal/api"
+)
+
+// freeAddr is a loopback address nobody listens on, for an emulator that
+// must come back on the same address after a restart.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// pick chooses value in a <select>, as a user does: the page hears "change".
+func pick(sel, value string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q; s.dispatchEvent(new Event("change")); })()`, sel, value))
+}
+
+const stepScript = `i=1; while [ $i -le 12 ]; do echo "step $i of 12 on task $DLS_TASK_INDEX"; i=$((i+1)); sleep 1; done`
+
+func TestConsoleCreateJobWatchLiveLogsAcrossARestart(t *testing.T) {
+	RequireChromium(t)
+	RequireDocker(t)
+	addr := freeAddr(t)
+	e := Start(t, WithArgs("--api-addr", addr))
+	e.CleanupJobs()
+	img := e.BusyboxImage(t, "test/busybox", "1")
+	e.MakeBucket(t, "code")
+	if _, err := e.S3Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("code"), Key: aws.String("new/train.py"),
+		Body: strings.NewReader("print('hello')\n")}); err != nil {
+		t.Fatal(err)
+	}
+	b := e.NewBrowser(t, "en-US")
+
+	b.Run("open the form", b.Open("#/jobs/new"), WaitJS(fmt.Sprintf(`!!document.querySelector('#f-image option[value=%q]')`, img)))
+	if got := Eval[string](b, `document.querySelector('#f-command').value`); !strings.HasPrefix(got, "bash /home/work/run_train.sh python /home/work/user-job-dir/") {
+		t.Errorf("run command not prefilled with the run_train.sh template: %q", got)
+	}
+	// Without a name the API refuses the job; its message shows by the field.
+	b.Run("submit without a name", chromedp.Click(chromedp.CSS("#submit-job")), WaitText("#err-name", "required"))
+	if !Eval[bool](b, `document.querySelector('#field-name').classList.contains('invalid')`) {
+		t.Error("the name field is not marked invalid")
+	}
+	b.Run("fill the form",
+		chromedp.SendKeys(chromedp.CSS("#f-name"), "mnist-console"),
+		pick("#f-image", img),
+		chromedp.SendKeys(chromedp.CSS("#f-app_url"), "s3://code/new/"),
+		chromedp.SetValue(chromedp.CSS("#f-command"), "/bin/sh -c '"+stepScript+"'"),
+		chromedp.SetValue(chromedp.CSS("#f-nodes"), "2"),
+		chromedp.SendKeys(chromedp.CSS("#f-env"), "EPOCHS=3"),
+		WaitText("#image-verdict", "not audited yet"))
+	b.Run("scroll up", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`), WaitText("#image-verdict", "not audited yet"))
+	b.Screenshot("job-create.png")
+	b.Run("create", chromedp.Click(chromedp.CSS("#submit-job")), WaitJS(`/^#\/jobs\/(?!new)[^/]+$/.test(location.hash)`))
+	id := strings.TrimPrefix(Eval[string](b, `decodeURIComponent(location.hash)`), "#/jobs/")
+
+	// The first lines arrive while the job runs: the log is live.
+	b.Run("first lines", WaitText("#log-0", "step 2 of 12 on task 0"))
+	j, err := e.Client().Job(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != api.StatusRunning || j.Spec.Nodes != 2 || j.Spec.Env["EPOCHS"] != "3" {
+		t.Fatalf("job while its first lines show: %s, %d nodes, env %v", j.Status, j.Spec.Nodes, j.Spec.Env)
+	}
+
+	// The emulator restarts under the page: the log reconnects and goes on
+	// with no line lost or shown twice.
+	if code := e.Signal(syscall.SIGTERM, 30*time.Second); code != 0 {
+		t.Fatalf("emulator stop: exit %d", code)
+	}
+	b.Run("connection lost", WaitText("#log-state-0", "reconnecting"))
+	e = e.Restart(WithArgs("--api-addr", addr))
+	b.Run("job completes", WaitText("#log-0", "step 12 of 12 on task 0"), WaitText("#job-status", "Completed"))
+	for task := range 2 {
+		lines := Eval[[]string](b, fmt.Sprintf(`[...document.querySelectorAll('#log-%d .line')].map((l) => l.lastChild.textContent)`, task))
+		for i := 1; i <= 12; i++ {
+			want := fmt.Sprintf("step %d of 12 on task %d", i, task)
+			if n := count(lines, want); n != 1 {
+				t.Errorf("task %d: %q shown %d times; log:\n%s", task, want, n, strings.Join(lines, "\n"))
+			}
+		}
+	}
+	for task := range 2 {
+		if got := b.Text(fmt.Sprintf(`#tasks-body tr[data-task="%d"] td.exit`, task)); got != "0" {
+			t.Errorf("task %d exit code shown as %q, want 0", task, got)
+		}
+	}
+	b.Run("log ends", WaitText("#log-state-0", "End of log"))
+	b.Screenshot("job.png")
+
+	b.Run("jobs list", b.Open("#/jobs"), WaitText(fmt.Sprintf(`#jobs-body tr[data-job=%q]`, id), "Completed"))
+	if row := b.Text(fmt.Sprintf(`#jobs-body tr[data-job=%q]`, id)); !strings.Contains(row, "mnist-console") || !strings.Contains(row, img) {
+		t.Errorf("jobs list row lacks the name or image: %q", row)
+	}
+	b.Screenshot("jobs.png")
+}
+
+func count(lines []string, want string) int {
+	n := 0
+	for _, l := range lines {
+		if l == want {
+			n++
+		}
+	}
+	return n
+}
+
+// setuidLayer is a layer with a new root-owned setuid binary.
+func setuidLayer(t *testing.T) v1.Layer {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "usr/local/bin/rootme", Mode: 0o4755, Size: 3, ModTime: time.Unix(0, 0)})
+	tw.Write([]byte("#!\n"))
+	tw.Close()
+	data := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func TestConsoleAuditFailureAndImages(t *testing.T) {
+	RequireChromium(t)
+	e := Start(t)
+	good := e.BusyboxImage(t, "test/busybox", "1")
+	base, err := BusyboxV1Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// On the base, but it rewrites /etc/passwd and adds a setuid root file.
+	rogue, err := mutate.AppendLayers(base, fileLayer("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nwork:x:0:0::/home/work:/bin/sh\n"), setuidLayer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, "test/rogue:1", rogue)
+	e.MakeBucket(t, "code")
+	j := submit(t, e, api.JobSpec{Name: "rogue-image", Image: "test/rogue:1", AppURL: "s3://code/new/", Command: []string{"true"}})
+	b := e.NewBrowser(t, "en-US")
+
+	b.Run("job page", b.Open("#/jobs/"+j.ID), WaitText("#job-status", "Audit failed"), WaitText("#audit-failed", "etc/passwd"))
+	report := b.Text("#audit-failed")
+	for _, want := range []string{"Image audit failed", "MA-PROT", "/etc/passwd", "MA-SUID", "/usr/local/bin/rootme"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("audit report on the job page lacks %q:\n%s", want, report)
+		}
+	}
+	if Eval[int](b, `document.querySelectorAll('#log-0').length`) != 0 {
+		t.Error("a job that never ran shows a log")
+	}
+	b.Screenshot("job-audit-failed.png")
+
+	goodRow := fmt.Sprintf(`#images-body tr[data-image=%q]`, good)
+	rogueRow := `#images-body tr[data-image="test/rogue:1"]`
+	b.Run("images page", b.Open("#/images"),
+		WaitJS(fmt.Sprintf(`!!document.querySelector('%s [data-verdict="fail"]')`, rogueRow)),
+		WaitJS(fmt.Sprintf(`!!document.querySelector('%s [data-verdict="none"]')`, goodRow)))
+	if row := b.Text(goodRow); !strings.Contains(row, "test/busybox-base:1") || !strings.Contains(row, "sha256:") {
+		t.Errorf("image row lacks its base lineage or digest: %q", row)
+	}
+	if row := b.Text(`#images-body tr[data-image="test/busybox-base:1"]`); !strings.Contains(row, "official base") {
+		t.Errorf("the base's row does not say it is an official base: %q", row)
+	}
+	b.Run("re-audit", chromedp.Click(chromedp.CSS(goodRow+` button[data-ref]`)),
+		WaitJS(fmt.Sprintf(`!!document.querySelector('%s [data-verdict="pass"]')`, goodRow)))
+	a, err := e.Client().ImageAudit(context.Background(), "test/busybox", "1")
+	if err != nil || a.Verdict != "pass" || a.Report == nil || a.Base == nil || a.Base.Name != "test/busybox-base" {
+		t.Errorf("stored verdict after the re-audit: %+v %v", a, err)
+	}
+	b.Run("hide the good report, show the rogue one",
+		chromedp.Click(chromedp.CSS(goodRow+` td.actions button`)),
+		chromedp.Click(chromedp.CSS(rogueRow+` td.actions button`)),
+		WaitJS(`!document.querySelector('tr[data-report="test/rogue:1"]').hidden`))
+	if rep := b.Text(`tr[data-report="test/rogue:1"]`); !strings.Contains(rep, "MA-SUID") {
+		t.Errorf("rogue image report: %q", rep)
+	}
+	b.Screenshot("images.png")
+}
+
+func TestConsoleUploadToObjectStorage(t *testing.T) {
+	RequireChromium(t)
+	e := Start(t)
+	e.MakeBucket(t, "obs-demo")
+	b := e.NewBrowser(t, "en-US")
+	dir := t.TempDir()
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	big := filepath.Join(dir, "train-images-idx3-ubyte")
+	if err := os.WriteFile(big, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	small := filepath.Join(dir, "labels.txt")
+	os.WriteFile(small, []byte("0 1 2 3 4 5 6 7 8 9\n"), 0o644)
+
+	b.Run("bucket", b.Open("#/objects/obs-demo/"), WaitText("#objects-body", "This folder is empty"))
+	b.Run("new folder", chromedp.SendKeys(chromedp.CSS("#new-folder"), "mnist_data"), chromedp.Click(chromedp.CSS("#new-folder-button")),
+		WaitText("#crumbs", "mnist_data/"))
+	b.Run("upload", chromedp.SetUploadFiles(chromedp.CSS("#upload-input"), []string{big, small}),
+		WaitJS(`document.querySelectorAll('#uploads .upload.done').length === 2`),
+		WaitJS(`!!document.querySelector('#objects-body tr[data-key="mnist_data/train-images-idx3-ubyte"]')`))
+	if got := b.Text(`#objects-body tr[data-key="mnist_data/train-images-idx3-ubyte"]`); !strings.Contains(got, "3.0 MiB") {
+		t.Errorf("uploaded object's row: %q", got)
+	}
+	if pct := b.Text(`#uploads .upload[data-file="train-images-idx3-ubyte"]`); !strings.Contains(pct, "100%") {
+		t.Errorf("upload progress at the end: %q", pct)
+	}
+
+	// It landed: an S3 client reads the same bytes.
+	out, err := e.S3Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String("obs-demo"), Key: aws.String("mnist_data/train-images-idx3-ubyte")})
+	if err != nil {
+		t.Fatalf("the upload is not in the object store: %v", err)
+	}
+	got, _ := io.ReadAll(out.Body)
+	out.Body.Close()
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Errorf("object holds %d bytes that differ from the %d uploaded", len(got), len(data))
+	}
+	// The download link serves it back.
+	href := Eval[string](b, `document.querySelector('#objects-body tr[data-key="mnist_data/labels.txt"] a[download]').href`)
+	rc, err := e.Client().GetObject(context.Background(), "obs-demo", "mnist_data/labels.txt")
+	if err != nil || !strings.HasSuffix(href, "/api/v1/buckets/obs-demo/objects/mnist_data/labels.txt") {
+		t.Fatalf("download %s: %v", href, err)
+	}
+	body, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(body) != "0 1 2 3 4 5 6 7 8 9\n" {
+		t.Errorf("download: %q", body)
+	}
+	b.Screenshot("objects.png")
+}
+
+func TestConsoleInChinese(t *testing.T) {
+	RequireChromium(t)
+	e := Start(t)
+	e.MakeBucket(t, "code")
+	// A job to list: its image is no official base's child, so it ends in
+	// audit_failed without a container.
+	img, err := mutate.AppendLayers(empty.Image, fileLayer("bin/sh", "#!fake\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, "test/squashed:1", img)
+	j := submit(t, e, api.JobSpec{Name: "mnist-zh", Image: "test/squashed:1", AppURL: "s3://code/new/", Command: []string{"true"}, Nodes: 2})
+	waitFinal(t, e, j.ID, time.Minute)
+
+	b := e.NewBrowser(t, "en-US")
+	b.Run("jobs page in English", b.Open("#/jobs"), WaitText("#nav-jobs", "Training jobs"), WaitText("#jobs-body", "Audit failed"))
+	b.Run("switch to Chinese", pick("#lang", "zh-CN"), WaitText("#nav-jobs", "训练作业"))
+	for sel, want := range map[string]string{
+		"main h1":           "训练作业",
+		"#create-job":       "创建训练作业",
+		"#jobs-table thead": "名称",
+		"#nav-images":       "镜像管理",
+		"#nav-objects":      "对象存储",
+		"#jobs-body":        "审核失败",
+	} {
+		if got := b.Text(sel); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", sel, got, want)
+		}
+	}
+	if lang := Eval[string](b, `document.documentElement.lang`); lang != "zh-CN" {
+		t.Errorf("html lang %q", lang)
+	}
+	b.Screenshot("jobs-zh.png")
+	// The choice is remembered.
+	b.Run("reload", chromedp.Reload(), WaitText("#nav-jobs", "训练作业"), WaitText("#jobs-body", "审核失败"))
+
+	// A browser set to Chinese starts in Chinese.
+	zh := e.NewBrowser(t, "zh-CN")
+	zh.Run("default from the browser's language", zh.Open("#/jobs"), WaitText("#nav-jobs", "训练作业"))
+}
+
+// TestConsoleLoginCookie checks the browser's sign-in: a login link works
+// once, sets an HttpOnly SameSite=Strict cookie, and with that cookie
+// writes from another origin, or with no origin, are refused.
+func TestConsoleLoginCookie(t *testing.T) {
+	e := Start(t)
+	base := "http://" + e.API
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), `type="module"`) || !strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Fatalf("console page: %d %q\n%s", resp.StatusCode, resp.Header, page)
+	}
+	if strings.Contains(string(page), e.Token) {
+		t.Fatal("the console page holds the API token")
+	}
+	if !strings.Contains(e.Log(), "/api/v1/login?code=") {
+		t.Errorf("malocal up did not log a login link:\n%s", e.Log())
+	}
+
+	link := strings.TrimSpace(e.Run("ui").Stdout)
+	if !strings.HasPrefix(link, base+"/api/v1/login?code=") {
+		t.Fatalf("malocal ui printed %q", link)
+	}
+	resp, err = noRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var session *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == api.SessionCookie {
+			session = c
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" || session == nil ||
+		!session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Value == e.Token {
+		t.Fatalf("login: %d %v cookie %+v", resp.StatusCode, resp.Header, session)
+	}
+	// A link works once.
+	resp, err = noRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(resp.Header.Get("Location"), "signin") || len(resp.Cookies()) != 0 {
+		t.Errorf("second use of a login link: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	do := func(method, path, origin string, cookie *http.Cookie, upgrade bool) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(`{"name":"from-the-console"}`))
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if upgrade {
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		what, method, path, origin string
+		cookie                     *http.Cookie
+		upgrade                    bool
+		want                       int
+	}{
+		{"read with the cookie", "GET", "/api/v1/buckets", "", session, false, 200},
+		{"read without it", "GET", "/api/v1/buckets", "", nil, false, 401},
+		{"read with a forged cookie", "GET", "/api/v1/buckets", "", &http.Cookie{Name: api.SessionCookie, Value: strings.Repeat("0", 64)}, false, 401},
+		{"write from another site", "POST", "/api/v1/buckets", "http://evil.example", session, false, 403},
+		{"write with no origin", "POST", "/api/v1/buckets", "", session, false, 403},
+		{"log socket from another site", "GET", "/api/v1/jobs/x/logs/ws", "http://evil.example", session, true, 403},
+		{"write from the console", "POST", "/api/v1/buckets", base, session, false, 201},
+	} {
+		if got := do(c.method, c.path, c.origin, c.cookie, c.upgrade); got != c.want {
+			t.Errorf("%s: %d, want %d", c.what, got, c.want)
+		}
+	}
+	bs, err := e.Client().Buckets(context.Background())
+	if err != nil || len(bs) != 1 || bs[0].Name != "from-the-console" {
+		t.Errorf("buckets after the writes: %+v %v", bs, err)
+	}
+}
