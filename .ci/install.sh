@@ -9,12 +9,14 @@ set -euo pipefail
 #   skopeo  copies images to and from the registry
 #   mmdebstrap  builds an official base offline from Debian packages
 #   python3-numpy dataset-fashion-mnist  the mnist samples and their data
+#   chromium  the browser the console's tests drive (headless, chromedp)
 #   etcd-server containerd containernetworking-plugins conntrack openssl
 #   iproute2 iptables  the one-node Kubernetes cluster of the kube tests
 pkgs=(
   ca-certificates git make bash python3 busybox-static
   awscli s3cmd rclone python3-boto3 skopeo mmdebstrap
   python3-numpy dataset-fashion-mnist
+  chromium
   etcd-server containerd containernetworking-plugins conntrack openssl iproute2 iptables
 )
 
