@@ -38,3 +38,4 @@ bench: ## run the benchmarks against their peers (see bench/README.md)
 	$(GO) run ./bench/fakeobs
 	$(GO) run ./bench/registry
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./bench/jobs
+	$(GO) run ./bench/audit
