@@ -73,11 +73,17 @@ func TestConsoleCreateJobWatchLiveLogsAcrossARestart(t *testing.T) {
 	b.Run("fill the form",
 		chromedp.SendKeys(chromedp.CSS("#f-name"), "mnist-console"),
 		pick("#f-image", img),
-		chromedp.SendKeys(chromedp.CSS("#f-app_url"), "s3://code/new/"),
 		chromedp.SetValue(chromedp.CSS("#f-command"), "/bin/sh -c '"+stepScript+"'"),
 		chromedp.SetValue(chromedp.CSS("#f-nodes"), "2"),
 		chromedp.SendKeys(chromedp.CSS("#f-env"), "EPOCHS=3"),
 		WaitText("#image-verdict", "not audited yet"))
+	// The code dir is picked from the object store.
+	b.Run("pick the code dir", chromedp.Click(chromedp.CSS("#pick-app_url")),
+		chromedp.Click(chromedp.CSS(`#picker-list button[data-bucket="code"]`)),
+		chromedp.Click(chromedp.CSS(`#picker-list button[data-folder="new/"]`)),
+		WaitText("#picker", "s3://code/new/"),
+		chromedp.Click(chromedp.CSS("#picker-choose")),
+		WaitJS(`document.querySelector('#f-app_url').value === "s3://code/new/" && !document.querySelector('#picker')`))
 	b.Run("scroll up", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`), WaitText("#image-verdict", "not audited yet"))
 	b.Screenshot("job-create.png")
 	b.Run("create", chromedp.Click(chromedp.CSS("#submit-job")), WaitJS(`/^#\/jobs\/(?!new)[^/]+$/.test(location.hash)`))
@@ -257,6 +263,19 @@ func TestConsoleUploadToObjectStorage(t *testing.T) {
 		t.Errorf("download: %q", body)
 	}
 	b.Screenshot("objects.png")
+
+	// Delete asks first; cancelled, the object stays; confirmed, it goes.
+	row := `#objects-body tr[data-key="mnist_data/labels.txt"]`
+	b.Run("delete, then cancel", chromedp.Click(chromedp.CSS(row+` button[data-delete]`)), WaitText("#confirm", "labels.txt"),
+		chromedp.Click(chromedp.CSS("#confirm-cancel")), WaitJS(`!document.querySelector('#confirm')`))
+	if Eval[bool](b, fmt.Sprintf(`!document.querySelector('%s')`, row)) {
+		t.Fatal("a cancelled delete removed the row")
+	}
+	b.Run("delete", chromedp.Click(chromedp.CSS(row+` button[data-delete]`)), chromedp.Click(chromedp.CSS("#confirm-ok")),
+		WaitJS(fmt.Sprintf(`!document.querySelector('%s')`, row)), WaitText("#objects-status", "Deleted 1 objects"))
+	if _, err := e.S3Client().HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("obs-demo"), Key: aws.String("mnist_data/labels.txt")}); err == nil {
+		t.Error("the deleted object is still in the object store")
+	}
 }
 
 func TestConsoleInChinese(t *testing.T) {

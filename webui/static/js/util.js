@@ -57,9 +57,10 @@ export function duration(ms) {
   if (ms == null || ms < 0) return "";
   const s = Math.floor(ms / 1000);
   const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
-  if (h) return `${h}h${m}m`;
-  if (m) return `${m}m${sec}s`;
-  return `${sec}s`;
+  const u = (n, k) => `${n}${t(`unit.${k}`)}`;
+  if (h) return u(h, "h") + u(m, "m");
+  if (m) return u(m, "m") + u(sec, "s");
+  return u(sec, "s");
 }
 
 export function ago(iso) {
@@ -100,4 +101,22 @@ export function poller(fn, ms) {
 // icon is a small drawn icon: "folder", "file" or "bucket".
 export function icon(kind) {
   return el("span", { class: `ico ${kind}`, "aria-hidden": "true" });
+}
+
+// confirmDialog asks a yes/no question in the page (not the browser's
+// confirm(), which blocks the page and cannot be styled or translated).
+export function confirmDialog(message, okLabel) {
+  return new Promise((resolve) => {
+    const ok = el("button", { class: "button danger", id: "confirm-ok", value: "ok" }, okLabel || t("common.ok"));
+    const cancel = el("button", { class: "button", id: "confirm-cancel", value: "cancel" }, t("common.cancel"));
+    const d = el("dialog", { class: "confirm", id: "confirm" },
+      el("form", { method: "dialog" }, el("p", {}, message), el("div", { class: "actions" }, ok, cancel)));
+    d.addEventListener("close", () => {
+      d.remove();
+      resolve(d.returnValue === "ok");
+    });
+    document.body.append(d);
+    d.showModal();
+    cancel.focus();
+  });
 }

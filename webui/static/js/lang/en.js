@@ -7,6 +7,10 @@ export default {
   "nav.objects": "Object storage",
   "lang.label": "Language",
 
+  "common.ok": "OK",
+  "unit.h": "h",
+  "unit.m": "m",
+  "unit.s": "s",
   "common.loading": "Loading…",
   "common.refresh": "Refresh",
   "common.cancel": "Cancel",

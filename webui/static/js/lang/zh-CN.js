@@ -7,6 +7,10 @@ export default {
   "nav.objects": "对象存储",
   "lang.label": "语言",
 
+  "common.ok": "确定",
+  "unit.h": "小时",
+  "unit.m": "分",
+  "unit.s": "秒",
   "common.loading": "加载中…",
   "common.refresh": "刷新",
   "common.cancel": "取消",

@@ -2,7 +2,7 @@
 // tab per task with its live log, exit codes and a stop button.
 import { t } from "../i18n.js";
 import { get, post, del, logSocket } from "../api.js";
-import { el, clear, badge, time, duration, notice, poller } from "../util.js";
+import { el, clear, badge, time, duration, notice, poller, confirmDialog } from "../util.js";
 import { auditReport } from "./images.js";
 
 export function render(main, [id]) {
@@ -64,25 +64,26 @@ function renderHead(head, j) {
   if (!final) {
     const stop = el("button", { class: "button danger", id: "stop-job" }, "■ ", t("job.stop"));
     stop.addEventListener("click", async () => {
-      if (!confirm(t("job.confirmStop", { name: j.spec.name }))) return;
+      if (!(await confirmDialog(t("job.confirmStop", { name: j.spec.name }), t("job.stop")))) return;
       stop.disabled = true;
       stop.textContent = t("job.stopping");
       try {
         await post(`/jobs/${encodeURIComponent(j.id)}/stop`);
       } catch (e) {
-        alert(e.message);
         stop.disabled = false;
+        stop.textContent = t("job.stop");
+        clear(head.querySelector(".head-error") || head.appendChild(el("div", { class: "head-error field-error" }))).append(e.message);
       }
     });
     actions.append(stop);
   } else {
     actions.append(el("button", { class: "button", id: "delete-job", onclick: async () => {
-      if (!confirm(t("common.confirmDelete", { name: j.spec.name }))) return;
+      if (!(await confirmDialog(t("common.confirmDelete", { name: j.spec.name }), t("common.delete")))) return;
       try {
         await del(`/jobs/${encodeURIComponent(j.id)}`);
         location.hash = "#/jobs";
       } catch (e) {
-        alert(e.message);
+        clear(head.querySelector(".head-error") || head.appendChild(el("div", { class: "head-error field-error" }))).append(e.message);
       }
     } }, t("job.delete")));
   }

@@ -2,7 +2,7 @@
 // and delete.
 import { t } from "../i18n.js";
 import { get, post, del, upload, objectPath, prefix as apiPrefix } from "../api.js";
-import { el, clear, bytes, time, notice, icon } from "../util.js";
+import { el, clear, bytes, time, notice, icon, confirmDialog } from "../util.js";
 
 const link = (bucket, prefix = "") => `#/objects/${encodeURIComponent(bucket)}/${prefix.split("/").map(encodeURIComponent).join("/")}`;
 
@@ -93,8 +93,8 @@ export function render(main, [bucket, prefix = ""]) {
   }
 
   function deleteButton(key, after) {
-    return el("button", { class: "button small danger", onclick: async () => {
-      if (!confirm(t("common.confirmDelete", { name: `s3://${bucket}/${key}` }))) return;
+    return el("button", { class: "button small danger", dataset: { delete: key }, onclick: async () => {
+      if (!(await confirmDialog(t("common.confirmDelete", { name: `s3://${bucket}/${key}` }), t("common.delete")))) return;
       try {
         const r = await del(objectPath(bucket, key));
         clear(status).append(notice("ok", t("objects.deleted", { n: r.deleted })));

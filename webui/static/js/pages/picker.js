@@ -24,14 +24,14 @@ export function folderPicker(initial, onPick) {
     if (bucket) onPick(`s3://${bucket}/${prefix}`);
     dialog.close();
   });
-  const item = (label, fn) => el("li", {}, el("button", { type: "button", class: "link", onclick: fn }, label));
+  const item = (label, fn, data) => el("li", {}, el("button", { type: "button", class: "link", dataset: data, onclick: fn }, label));
   async function show() {
     clear(list);
     where.textContent = bucket ? `s3://${bucket}/${prefix}` : t("objects.pickBucket");
     choose.disabled = !bucket;
     try {
       if (!bucket) {
-        for (const b of await get("/buckets")) list.append(item([icon("bucket"), b.name], () => { bucket = b.name; prefix = ""; show(); }));
+        for (const b of await get("/buckets")) list.append(item([icon("bucket"), b.name], () => { bucket = b.name; prefix = ""; show(); }, { bucket: b.name }));
         return;
       }
       list.append(item("↑ ..", () => {
@@ -40,7 +40,7 @@ export function folderPicker(initial, onPick) {
         show();
       }));
       const l = await get(`/buckets/${encodeURIComponent(bucket)}/objects?prefix=${encodeURIComponent(prefix)}`);
-      for (const f of l.folders) list.append(item([icon("folder"), f.slice(prefix.length)], () => { prefix = f; show(); }));
+      for (const f of l.folders) list.append(item([icon("folder"), f.slice(prefix.length)], () => { prefix = f; show(); }, { folder: f }));
     } catch (e) {
       list.append(el("li", { class: "field-error" }, e.message));
     }
