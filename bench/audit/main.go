@@ -97,12 +97,13 @@ func logf(format string, a ...any) {
 
 // result is one tool's runs on one image.
 type result struct {
-	Wall     []float64 `json:"wall_s"`
-	CPU      []float64 `json:"cpu_s"`
-	PeakKiB  int64     `json:"peak_kib"`
-	First    float64   `json:"first_s,omitempty"`     // malocal: the audit that indexes the base
-	FirstCPU float64   `json:"first_cpu_s,omitempty"` //
-	FirstKiB int64     `json:"first_peak_kib,omitempty"`
+	Wall    []float64 `json:"wall_s"`
+	CPU     []float64 `json:"cpu_s"`
+	PeakKiB int64     `json:"peak_kib"`
+	// malocal only: the first audit, which hashes and indexes the base.
+	First    float64 `json:"first_s,omitempty"`
+	FirstCPU float64 `json:"first_cpu_s,omitempty"`
+	FirstKiB int64   `json:"first_peak_kib,omitempty"`
 }
 
 func run(ctx context.Context, added int64, bases []int, runs int, dockleVersion, dockleBin string) error {
@@ -445,14 +446,15 @@ type stats struct {
 type fileSpec struct {
 	path string
 	size int64
-	kind int // textKind, libKind or noiseKind
+	kind int // textKind, libKind, noiseKind or passwdKind
 	mode int64
 }
 
 const (
-	textKind  = iota // source code and metadata: compresses about 3:1
-	libKind          // shared libraries: half noise, half text
-	noiseKind        // model weights: incompressible
+	textKind   = iota // source code and metadata: compresses about 3:1
+	libKind           // shared libraries: half noise, half text
+	noiseKind         // model weights: incompressible
+	passwdKind        // /etc/passwd with root and work
 )
 
 // writeAddedLayers writes what a training image adds on a base, in three
@@ -525,7 +527,7 @@ func writeBaseLayers(dir string, total int64) ([]v1.Layer, stats, error) {
 		layers = append(layers, cur)
 	}
 	layers[0] = append(layers[0],
-		fileSpec{path: "etc/passwd", size: 0, kind: -1, mode: 0o644},
+		fileSpec{path: "etc/passwd", kind: passwdKind, mode: 0o644},
 		fileSpec{path: "bin/sh", size: 128 << 10, kind: libKind, mode: 0o755})
 	return writeLayers(dir, layers, int(total))
 }
@@ -670,7 +672,7 @@ func (g *generator) body(rng *rand.Rand, f fileSpec) fileBody {
 		return err
 	}
 	switch f.kind {
-	case -1:
+	case passwdKind:
 		passwd := []byte("root:x:0:0:root:/root:/bin/sh\nwork:x:1101:1101::/home/work:/bin/sh\n")
 		return fileBody{head: passwd, write: func(io.Writer) error { return nil }}
 	case textKind:
