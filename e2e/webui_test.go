@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -415,5 +416,81 @@ func TestConsoleLoginCookie(t *testing.T) {
 	bs, err := e.Client().Buckets(context.Background())
 	if err != nil || len(bs) != 1 || bs[0].Name != "from-the-console" {
 		t.Errorf("buckets after the writes: %+v %v", bs, err)
+	}
+}
+
+// The object routes the console uses, through the Go client, on the real
+// object store: odd keys, folders, streaming both ways, errors by class.
+func TestObjectRoutesThroughTheClient(t *testing.T) {
+	e := Start(t)
+	c := e.Client()
+	ctx := context.Background()
+	if err := c.CreateBucket(ctx, "api-objects"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateBucket(ctx, "api-objects"); !errors.Is(err, api.ErrConflict) {
+		t.Errorf("second create: %v, want a conflict", err)
+	}
+	if err := c.CreateBucket(ctx, "Not_Valid"); !errors.Is(err, api.ErrInvalid) {
+		t.Errorf("invalid name: %v, want invalid", err)
+	}
+	big := make([]byte, 10<<20)
+	rand.Read(big)
+	objects := map[string][]byte{"dir one/x y.txt": []byte("spaces\n"), "数据/a.bin": []byte("unicode\n"), "dir one/sub/z": big}
+	for k, v := range objects {
+		o, err := c.PutObject(ctx, "api-objects", k, bytes.NewReader(v), int64(len(v)))
+		if err != nil || o.Key != k || o.Size != int64(len(v)) {
+			t.Fatalf("put %q: %+v %v", k, o, err)
+		}
+	}
+	if _, err := c.PutObject(ctx, "api-objects", "nolen", io.MultiReader(strings.NewReader("x")), -1); !errors.Is(err, api.ErrInvalid) {
+		t.Errorf("upload without a length: %v, want invalid", err)
+	}
+	if _, err := c.PutObject(ctx, "no-such-bucket", "k", strings.NewReader("x"), 1); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("upload to a missing bucket: %v, want not found", err)
+	}
+	top, err := c.ListObjects(ctx, "api-objects", "")
+	if err != nil || strings.Join(top.Folders, ",") != "dir one/,数据/" || len(top.Objects) != 0 {
+		t.Errorf("top level: %+v %v", top, err)
+	}
+	dir, err := c.ListObjects(ctx, "api-objects", "dir one/")
+	if err != nil || strings.Join(dir.Folders, ",") != "dir one/sub/" || len(dir.Objects) != 1 || dir.Objects[0].Key != "dir one/x y.txt" || dir.Objects[0].Size != 7 {
+		t.Errorf("dir one/: %+v %v", dir, err)
+	}
+	for k, v := range objects {
+		rc, err := c.GetObject(ctx, "api-objects", k)
+		if err != nil {
+			t.Fatalf("get %q: %v", k, err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, v) {
+			t.Errorf("get %q: %d bytes that differ from the %d put", k, len(got), len(v))
+		}
+	}
+	if _, err := c.GetObject(ctx, "api-objects", "dir one/missing"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("get a missing key: %v, want not found", err)
+	}
+	if _, err := c.DeleteObjects(ctx, "api-objects", "dir one/missing"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("delete a missing key: %v, want not found", err)
+	}
+	if n, err := c.DeleteObjects(ctx, "api-objects", "dir one/"); err != nil || n != 2 {
+		t.Errorf("delete the folder: %d %v, want 2", n, err)
+	}
+	if n, err := c.DeleteObjects(ctx, "api-objects", "数据/a.bin"); err != nil || n != 1 {
+		t.Errorf("delete one: %d %v", n, err)
+	}
+	if l, err := c.ListObjects(ctx, "api-objects", ""); err != nil || len(l.Folders)+len(l.Objects) != 0 {
+		t.Errorf("after the deletes: %+v %v", l, err)
+	}
+	if _, err := c.ListObjects(ctx, "no-such-bucket", ""); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("list a missing bucket: %v, want not found", err)
+	}
+	if _, err := c.ImageAudit(ctx, "no/such", "1"); !errors.Is(err, api.ErrNotFound) {
+		t.Errorf("audit of a missing image: %v, want not found", err)
+	}
+	bs, err := c.Buckets(ctx)
+	if err != nil || len(bs) != 1 || bs[0].Name != "api-objects" || bs[0].Created.IsZero() {
+		t.Errorf("buckets: %+v %v", bs, err)
 	}
 }
