@@ -270,14 +270,15 @@ func runStep(t *testing.T, dir string, env []string, script string) (string, str
 }
 
 // cleanupGuideDocker removes, when the test ends, what the steps leave in
-// the Docker engine: their named containers, the images tagged with this
-// emulator's registry, and the base's local tag if the test made it.
+// the Docker engine: their named containers, the images of this emulator's
+// registry (tagged by the steps, or pulled by digest for the jobs), and the
+// base's local tag if the test made it.
 func cleanupGuideDocker(t *testing.T, e *Emulator) {
 	t.Helper()
 	localBase := "eiwizard/custom-cpu-base:1.0"
 	hadBase := exec.Command("docker", "image", "inspect", localBase).Run() == nil
 	_, port, _ := strings.Cut(e.Registry, ":")
-	prefix := "localhost:" + port + "/"
+	prefixes := []string{"localhost:" + port + "/", "127.0.0.1:" + port + "/"}
 	rm := func() {
 		for _, c := range []string{"mnist-build", "mnist-flat"} {
 			exec.Command("docker", "rm", "-f", c).Run()
@@ -286,11 +287,14 @@ func cleanupGuideDocker(t *testing.T, e *Emulator) {
 	rm() // a run that died half-way may have left them
 	t.Cleanup(func() {
 		rm()
-		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
+		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}} {{.ID}}").Output()
 		var refs []string
-		for _, r := range strings.Fields(string(out)) {
-			if strings.HasPrefix(r, prefix) {
-				refs = append(refs, r)
+		seen := map[string]bool{}
+		for _, l := range strings.Split(string(out), "\n") {
+			repo, id, ok := strings.Cut(l, " ")
+			if ok && !seen[id] && (strings.HasPrefix(repo, prefixes[0]) || strings.HasPrefix(repo, prefixes[1])) {
+				seen[id] = true
+				refs = append(refs, id)
 			}
 		}
 		if !hadBase {
