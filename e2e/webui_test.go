@@ -52,7 +52,8 @@ func TestConsoleCreateJobWatchLiveLogsAcrossARestart(t *testing.T) {
 	RequireChromium(t)
 	RequireDocker(t)
 	addr := freeAddr(t)
-	e := Start(t, WithArgs("--api-addr", addr))
+	args := WithArgs("--api-addr", addr, "--stop-grace", "2s")
+	e := Start(t, args)
 	e.CleanupJobs()
 	img := e.BusyboxImage(t, "test/busybox", "1")
 	e.MakeBucket(t, "code")
@@ -78,6 +79,9 @@ func TestConsoleCreateJobWatchLiveLogsAcrossARestart(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS("#f-nodes"), "2"),
 		chromedp.SendKeys(chromedp.CSS("#f-env"), "EPOCHS=3"),
 		WaitText("#image-verdict", "not audited yet"))
+	if Eval[bool](b, `!!document.querySelector('.field.invalid') || document.querySelector('#err-name').textContent !== ""`) {
+		t.Error("the name's error stays after the name was typed")
+	}
 	// The code dir is picked from the object store.
 	b.Run("pick the code dir", chromedp.Click(chromedp.CSS("#pick-app_url")),
 		chromedp.Click(chromedp.CSS(`#picker-list button[data-bucket="code"]`)),
@@ -106,7 +110,7 @@ func TestConsoleCreateJobWatchLiveLogsAcrossARestart(t *testing.T) {
 		t.Fatalf("emulator stop: exit %d", code)
 	}
 	b.Run("connection lost", WaitText("#log-state-0", "reconnecting"))
-	e = e.Restart(WithArgs("--api-addr", addr))
+	e = e.Restart(args)
 	b.Run("job completes", WaitText("#log-0", "step 12 of 12 on task 0"), WaitText("#job-status", "Completed"))
 	for task := range 2 {
 		lines := Eval[[]string](b, fmt.Sprintf(`[...document.querySelectorAll('#log-%d .line')].map((l) => l.lastChild.textContent)`, task))
@@ -125,7 +129,20 @@ func TestConsoleCreateJobWatchLiveLogsAcrossARestart(t *testing.T) {
 	b.Run("log ends", WaitText("#log-state-0", "End of log"))
 	b.Screenshot("job.png")
 
-	b.Run("jobs list", b.Open("#/jobs"), WaitText(fmt.Sprintf(`#jobs-body tr[data-job=%q]`, id), "Completed"))
+	// A job that would run for minutes, stopped from its page.
+	long := submit(t, e, api.JobSpec{Name: "long-training", Image: img, AppURL: "s3://code/new/", Command: []string{"/bin/sh", "-c", "echo started; sleep 300"}})
+	b.Run("stop", b.Open("#/jobs/"+long.ID), WaitText("#log-0", "started"),
+		chromedp.Click(chromedp.CSS("#stop-job")), WaitText("#confirm", "long-training"), chromedp.Click(chromedp.CSS("#confirm-ok")),
+		WaitText("#job-status", "Canceled"))
+	if j, err := e.Client().Job(context.Background(), long.ID); err != nil || j.Status != api.StatusCanceled {
+		t.Errorf("stopped job: %+v %v", j, err)
+	}
+	if got := b.Text(`#tasks-body tr[data-task="0"] td.exit`); got == "–" || got == "0" {
+		t.Errorf("stopped task's exit code shown as %q", got)
+	}
+
+	b.Run("jobs list", b.Open("#/jobs"), WaitText(fmt.Sprintf(`#jobs-body tr[data-job=%q]`, id), "Completed"),
+		WaitText(fmt.Sprintf(`#jobs-body tr[data-job=%q]`, long.ID), "Canceled"))
 	if row := b.Text(fmt.Sprintf(`#jobs-body tr[data-job=%q]`, id)); !strings.Contains(row, "mnist-console") || !strings.Contains(row, img) {
 		t.Errorf("jobs list row lacks the name or image: %q", row)
 	}

@@ -181,6 +181,17 @@ export function renderCreate(main) {
   };
   image.addEventListener("change", showVerdict);
 
+  // Editing a field clears the error it was marked with.
+  const clearField = (ev) => {
+    const box = ev.target.closest(".field");
+    if (!box || !box.classList.contains("invalid")) return;
+    box.classList.remove("invalid");
+    box.querySelector(".field-error").textContent = "";
+    if (!form.querySelector(".field.invalid")) clear(banner);
+  };
+  form.addEventListener("input", clearField);
+  form.addEventListener("change", clearField);
+
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     for (const e of form.querySelectorAll(".field-error")) e.textContent = "";
