@@ -329,8 +329,19 @@ func TestConsoleInChinese(t *testing.T) {
 		t.Errorf("html lang %q", lang)
 	}
 	b.Screenshot("jobs-zh.png")
+	// The job's page and the other pages speak Chinese too: no English label left.
+	for route, want := range map[string]string{"#/jobs/" + j.ID: "镜像审核失败", "#/images": "重新审核", "#/objects/code/": "上传文件", "#/jobs/new": "创建训练作业"} {
+		b.Run(route, b.Open(route), WaitText("main", want))
+		b.Run(route+" settles", chromedp.Sleep(500*time.Millisecond))
+		text := b.Text("main")
+		for _, en := range []string{"Overview", "Status timeline", "Tasks", "Create", "Upload", "Re-audit", "Violations", "Name", "status.", "audit.", "form.", "job."} {
+			if strings.Contains(text, en) {
+				t.Errorf("%s in Chinese still shows %q:\n%s", route, en, text)
+			}
+		}
+	}
 	// The choice is remembered.
-	b.Run("reload", chromedp.Reload(), WaitText("#nav-jobs", "训练作业"), WaitText("#jobs-body", "审核失败"))
+	b.Run("reload", b.Open("#/jobs"), chromedp.Reload(), WaitText("#nav-jobs", "训练作业"), WaitText("#jobs-body", "审核失败"))
 
 	// A browser set to Chinese starts in Chinese.
 	zh := e.NewBrowser(t, "zh-CN")

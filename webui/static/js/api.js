@@ -1,5 +1,7 @@
 // The REST API as the console uses it: same origin, signed in by the
 // session cookie (HttpOnly: no script here ever sees a secret).
+import { t } from "./i18n.js";
+
 export const prefix = "/api/v1";
 
 export class APIError extends Error {
@@ -67,7 +69,7 @@ export function upload(bucket, key, file, onProgress) {
         reject(new APIError(x.status, body.code, body.message || `HTTP ${x.status}`));
       }
     };
-    x.onerror = () => reject(new APIError(0, "unavailable", "upload failed: connection lost"));
+    x.onerror = () => reject(new APIError(0, "unavailable", t("objects.connectionLost")));
     x.send(file);
   });
 }

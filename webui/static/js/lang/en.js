@@ -139,6 +139,8 @@ export default {
   "audit.violations": "Violations ({n})",
   "audit.noViolations": "No violations.",
   "audit.base": "Base",
+  "audit.layers": "{n} layers",
+  "objects.connectionLost": "The upload stopped: the connection to the emulator was lost.",
   "audit.cached": "cached verdict",
 
   "images.title": "Images",

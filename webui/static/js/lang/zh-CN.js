@@ -139,6 +139,8 @@ export default {
   "audit.violations": "违规项（{n}）",
   "audit.noViolations": "没有违规项。",
   "audit.base": "基础镜像",
+  "audit.layers": "{n} 层",
+  "objects.connectionLost": "上传中断：与模拟器的连接已断开。",
   "audit.cached": "缓存的结论",
 
   "images.title": "镜像管理",

@@ -104,7 +104,7 @@ export function auditReport(r) {
   return el("div", { class: "report", dataset: { verdict: r.verdict } },
     el("div", { class: "report-head" }, verdictBadge(r.verdict),
       el("span", {}, `${t("audit.base")}: `, el("span", { class: "mono" }, base)),
-      el("span", { class: "muted" }, `${r.layers} layers · ${bytes(r.size)}`),
+      el("span", { class: "muted" }, `${t("audit.layers", { n: r.layers })} · ${bytes(r.size)}`),
       r.cached ? el("span", { class: "muted" }, t("audit.cached")) : null),
     vs.length === 0 ? el("p", { class: "muted" }, t("audit.noViolations")) : [
       el("h3", {}, t("audit.violations", { n: vs.length })),
