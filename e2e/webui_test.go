@@ -46,7 +46,9 @@ func pick(sel, value string) chromedp.Action[chromedp.Void] {
 	return chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const s = document.querySelector(%q); s.value = %q; s.dispatchEvent(new Event("change")); })()`, sel, value))
 }
 
-const stepScript = `i=1; while [ $i -le 12 ]; do echo "step $i of 12 on task $DLS_TASK_INDEX"; i=$((i+1)); sleep 1; done`
+// stepScript prints more lines than the log pane holds, so following the
+// end means scrolling.
+const stepScript = `i=1; while [ $i -le 12 ]; do echo "step $i of 12 on task $DLS_TASK_INDEX"; echo "  loss $((100 - i * 7))"; i=$((i+1)); sleep 1; done`
 
 func TestConsoleCreateJobWatchLiveLogsAcrossARestart(t *testing.T) {
 	RequireChromium(t)
@@ -127,6 +129,9 @@ func TestConsoleCreateJobWatchLiveLogsAcrossARestart(t *testing.T) {
 		}
 	}
 	b.Run("log ends", WaitText("#log-state-0", "End of log"))
+	if !Eval[bool](b, `(() => { const p = document.querySelector('#log-0'); return p.scrollHeight > p.clientHeight && p.scrollTop + p.clientHeight >= p.scrollHeight - 4; })()`) {
+		t.Error("the log pane did not follow its end")
+	}
 	b.Screenshot("job.png")
 
 	// A job that would run for minutes, stopped from its page.
