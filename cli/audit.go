@@ -16,6 +16,7 @@ import (
 
 	"github.com/malocal/malocal/audit"
 	"github.com/malocal/malocal/baseimage"
+	"github.com/malocal/malocal/emulator"
 )
 
 // attachImageAudit adds `audit` to the `image` command.
@@ -151,14 +152,17 @@ func runAudit(ctx context.Context, stdout, stderr io.Writer, g *globals, f *audi
 	// Verdicts reached with bases given on the command line must not be
 	// served to the emulator's jobs: no cache then.
 	var cache audit.Cache
-	if dataDir != "" && !f.noCache && len(f.bases) == 0 {
+	// A running emulator holds the cache file open for its jobs' audits:
+	// waiting for it would only time out, so audit without it then.
+	_, runErr := (&emulator.DataDir{Path: dataDir}).Running()
+	if dataDir != "" && !f.noCache && len(f.bases) == 0 && runErr != nil {
 		p := filepath.Join(dataDir, audit.VerdictsFile)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return fmt.Errorf("audit dir: %w", err)
 		}
 		bc, err := audit.OpenBoltCache(p)
 		if err != nil {
-			// A running emulator may hold the file: audit without it.
+			// An emulator starting just now may hold the file.
 			fmt.Fprintf(stderr, "malocal: verdict cache unavailable, auditing without it: %v\n", err)
 		} else {
 			defer bc.Close()

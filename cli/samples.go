@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -14,8 +15,25 @@ func newSamplesCmd(g *globals) *cobra.Command {
 		Use:   "samples",
 		Short: "The platform guide's mnist examples: install them in the object store and the registry",
 	}
-	cmd.AddCommand(newSamplesInstallCmd(g))
+	cmd.AddCommand(newSamplesInstallCmd(g), newSamplesExportCmd())
 	return cmd
+}
+
+func newSamplesExportCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "export DIR",
+		Short: "Write the mnist example scripts to DIR/mnist/, to read, change and upload yourself",
+		Example: `  malocal samples export .
+  malocal obs cp -r mnist s3://my-bucket/new/mnist`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := samples.WriteTo(args[0]); err != nil {
+				return fmt.Errorf("writing the samples to %s: %w", args[0], err)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", filepath.Join(args[0], "mnist"))
+			return nil
+		},
+	}
 }
 
 func newSamplesInstallCmd(g *globals) *cobra.Command {

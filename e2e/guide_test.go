@@ -38,9 +38,7 @@ import (
 // (lines starting with #) may differ, so that they can be in Chinese.
 //
 // The English steps run in order, each in its own `bash -euo pipefail`
-// that first evaluates `malocal env`, in one working directory that holds
-// a copy of samples/mnist as mnist/ (the guide asks the reader for that),
-// with the binary under test first on PATH and MALOCAL_DATA_DIR set to the
+// that first evaluates `malocal env`, in one empty working directory, with the binary under test first on PATH and MALOCAL_DATA_DIR set to the
 // emulator's data dir. A step sees what the steps before it left on disk,
 // in Docker and in the emulator, but not their shell variables.
 //
@@ -226,7 +224,6 @@ func TestGuide(t *testing.T) {
 	e := Start(t)
 	e.CleanupJobs()
 	work := t.TempDir()
-	copyDir(t, "../samples/mnist", filepath.Join(work, "mnist"))
 	binDir := filepath.Dir(Binary(t))
 	env := append(os.Environ(), "MALOCAL_DATA_DIR="+e.DataDir, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cleanupGuideDocker(t, e)
@@ -306,28 +303,4 @@ func cleanupGuideDocker(t *testing.T, e *Emulator) {
 			}
 		}
 	})
-}
-
-// copyDir copies the regular files of src (not recursive) to dst.
-func copyDir(t *testing.T, src, dst string) {
-	t.Helper()
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, en := range ents {
-		if !en.Type().IsRegular() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, en.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, en.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }
