@@ -39,9 +39,8 @@ type ObjectListing struct {
 // ObjectReader is an object's content being read; the caller closes it.
 type ObjectReader struct {
 	io.ReadCloser
-	Size        int64
-	ContentType string
-	Modified    time.Time
+	Size     int64 // -1 when unknown
+	Modified time.Time
 }
 
 // DeleteResult says how many objects a delete removed.
@@ -124,6 +123,9 @@ func (s *Server) registerObjects() {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Content-Security-Policy", "sandbox")
 		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": key[strings.LastIndex(key, "/")+1:]}))
+		if !obj.Modified.IsZero() {
+			w.Header().Set("Last-Modified", obj.Modified.UTC().Format(http.TimeFormat))
+		}
 		if obj.Size >= 0 {
 			w.Header().Set("Content-Length", strconv.FormatInt(obj.Size, 10))
 		}

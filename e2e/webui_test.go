@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -525,5 +526,40 @@ func TestObjectRoutesThroughTheClient(t *testing.T) {
 	bs, err := c.Buckets(ctx)
 	if err != nil || len(bs) != 1 || bs[0].Name != "api-objects" || bs[0].Created.IsZero() {
 		t.Errorf("buckets: %+v %v", bs, err)
+	}
+}
+
+// Uploads and downloads through the console's routes stream: half a GiB
+// goes up and comes back while the emulator's memory stays small.
+func TestObjectRoutesStreamLargeObjects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("half a GiB of disk traffic: not in -short")
+	}
+	const size = 512 << 20
+	e := Start(t)
+	c := e.Client()
+	ctx := context.Background()
+	if err := c.CreateBucket(ctx, "large"); err != nil {
+		t.Fatal(err)
+	}
+	up := sha256.New()
+	src := io.TeeReader(io.LimitReader(mrand.NewChaCha8([32]byte{7}), size), up)
+	if _, err := c.PutObject(ctx, "large", "blob.bin", src, size); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := c.GetObject(ctx, "large", "blob.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := sha256.New()
+	n, err := io.Copy(down, rc)
+	rc.Close()
+	if err != nil || n != size || !bytes.Equal(up.Sum(nil), down.Sum(nil)) {
+		t.Fatalf("download: %d bytes, %v; the content differs from the upload: %t", n, err, !bytes.Equal(up.Sum(nil), down.Sum(nil)))
+	}
+	if p := rssPeak(e.PID()); p == 0 || p > 128<<20 {
+		t.Errorf("emulator peak RSS %d MiB for a %d MiB object, want under 128 MiB", p>>20, size>>20)
+	} else {
+		t.Logf("emulator peak RSS %d MiB for a %d MiB object", p>>20, size>>20)
 	}
 }

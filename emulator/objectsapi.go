@@ -99,7 +99,7 @@ func (o objectsAPI) GetObject(ctx context.Context, bucket, key string) (*api.Obj
 	if out.ContentLength != nil {
 		size = *out.ContentLength
 	}
-	return &api.ObjectReader{ReadCloser: out.Body, Size: size, ContentType: aws.ToString(out.ContentType), Modified: aws.ToTime(out.LastModified)}, nil
+	return &api.ObjectReader{ReadCloser: out.Body, Size: size, Modified: aws.ToTime(out.LastModified)}, nil
 }
 
 func (o objectsAPI) DeleteObjects(ctx context.Context, bucket, key string) (int, error) {
