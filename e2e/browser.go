@@ -39,8 +39,22 @@ func RequireChromium(t testing.TB) string {
 
 // NewBrowser starts Chromium for e's console, 1280x800, with navigator's
 // language set to lang ("en-US", "zh-CN"), and signs it in through a
-// one-time login link.
+// one-time login link, as a user opening `malocal ui`'s link does.
 func (e *Emulator) NewBrowser(t testing.TB, lang string) *Browser {
+	t.Helper()
+	b := e.NewSignedOutBrowser(t, lang)
+	lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer lcancel()
+	login, err := e.Client().LoginURL(lctx)
+	if err != nil {
+		t.Fatalf("login link: %v", err)
+	}
+	b.Run("sign in", chromedp.Navigate(login), chromedp.WaitVisible(chromedp.CSS(`#main > *`)))
+	return b
+}
+
+// NewSignedOutBrowser is NewBrowser without the sign-in.
+func (e *Emulator) NewSignedOutBrowser(t testing.TB, lang string) *Browser {
 	t.Helper()
 	bin := RequireChromium(t)
 	opts := []chromedp.ExecAllocatorOption{
@@ -69,13 +83,7 @@ func (e *Emulator) NewBrowser(t testing.TB, lang string) *Browser {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting %s: %v", bin, err)
 	}
-	lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer lcancel()
-	login, err := e.Client().LoginURL(lctx)
-	if err != nil {
-		t.Fatalf("login link: %v", err)
-	}
-	b.Run("sign in", chromedp.EmulateViewport(1280, 800), chromedp.Navigate(login), chromedp.WaitVisible(chromedp.CSS(`#main > *`)))
+	b.Run("viewport", chromedp.EmulateViewport(1280, 800))
 	return b
 }
 

@@ -354,6 +354,25 @@ func TestConsoleInChinese(t *testing.T) {
 	zh.Run("default from the browser's language", zh.Open("#/jobs"), WaitText("#nav-jobs", "训练作业"))
 }
 
+// A browser that has not signed in is told how to; a used link says so.
+func TestConsoleSignedOut(t *testing.T) {
+	RequireChromium(t)
+	e := Start(t)
+	link, err := e.Client().LoginURL(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.NewSignedOutBrowser(t, "en-US")
+	b.Run("console", b.Open("#/jobs"), WaitText("#signin", "malocal ui"))
+	b.Run("sign in", chromedp.Navigate(link), WaitText("#jobs-table", "Name"))
+	b.Run("the link again", chromedp.Navigate(link), WaitText("#signin", "already used"))
+	// The cookie set by the first visit still holds.
+	b.Run("still signed in", b.Open("#/images"), WaitText("#images-table", "Repository"))
+	if cookies := Eval[string](b, `document.cookie`); strings.Contains(cookies, api.SessionCookie) {
+		t.Errorf("the session cookie is readable by scripts: %q", cookies)
+	}
+}
+
 // TestConsoleLoginCookie checks the browser's sign-in: a login link works
 // once, sets an HttpOnly SameSite=Strict cookie, and with that cookie
 // writes from another origin, or with no origin, are refused.
