@@ -301,7 +301,7 @@ func TestConsoleUploadToObjectStorage(t *testing.T) {
 		t.Fatal("a cancelled delete removed the row")
 	}
 	b.Run("delete", chromedp.Click(chromedp.CSS(row+` button[data-delete]`)), chromedp.Click(chromedp.CSS("#confirm-ok")),
-		WaitJS(fmt.Sprintf(`!document.querySelector('%s')`, row)), WaitText("#objects-status", "Deleted 1 objects"))
+		WaitJS(fmt.Sprintf(`!document.querySelector('%s')`, row)), WaitText("#objects-status", "Deleted 1 object(s)"))
 	if _, err := e.S3Client().HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String("obs-demo"), Key: aws.String("mnist_data/labels.txt")}); err == nil {
 		t.Error("the deleted object is still in the object store")
 	}

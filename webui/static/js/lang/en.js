@@ -184,7 +184,7 @@ export default {
   "objects.download": "Download",
   "objects.folderEmpty": "This folder is empty. Upload files to it.",
   "objects.pickBucket": "Choose a bucket.",
-  "objects.deleted": "Deleted {n} objects.",
+  "objects.deleted": "Deleted {n} object(s).",
   "objects.url": "URL",
   "objects.choose": "Use this folder",
   "objects.folder": "Folder"

@@ -45,10 +45,10 @@ export function render(main) {
 // Flavors like the console's list; zero means no limit.
 const flavors = [
   { cpus: 0, mem: 0, gpus: 0 },
-  { cpus: 1, mem: 2, gpus: 0 },
   { cpus: 2, mem: 8, gpus: 0 },
   { cpus: 4, mem: 16, gpus: 0 },
-  { cpus: 8, mem: 32, gpus: 1 },
+  { cpus: 8, mem: 32, gpus: 0 },
+  { cpus: 8, mem: 64, gpus: 1 },
 ];
 
 function flavorLabel(f) {
