@@ -13,7 +13,7 @@ build: ## build the static binary into bin/malocal
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
 
 demo: build ## the main job: install what it needs, then both mnist examples end to end, offline
-	bash .ci/install.sh
+	bash .ci/install.sh demo
 	$(BIN) demo
 
 up: build ## build and start the emulator on the default data dir
@@ -30,6 +30,9 @@ test: ## install what the tests need, lint, then run every test (Docker required
 	bash .ci/install.sh
 	$(MAKE) lint
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 80m ./...
+
+screenshots: build ## the console's browser tests, saving their screenshots to docs/screenshots
+	MALOCAL_SCREENSHOTS=1 $(GO) test -count=1 -run 'TestConsole' ./e2e
 
 unit: ## quick tests: no e2e, no Docker
 	$(GO) test -race -short $$($(GO) list ./... | grep -v /e2e)

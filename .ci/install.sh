@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine. Idempotent: it
 # installs only what is missing, so a second run is quick.
+# `install.sh demo` installs only what `malocal demo` needs.
 set -euo pipefail
+only="${1:-all}"
 
 # Debian packages the tests use (real clients and tools, never mocks).
 #   busybox-static  the small image that job tests run (e2e)
@@ -9,16 +11,21 @@ set -euo pipefail
 #   skopeo  copies images to and from the registry
 #   mmdebstrap  builds an official base offline from Debian packages
 #   python3-numpy dataset-fashion-mnist  the mnist samples and their data
-#   chromium  the browser the console's tests drive (headless, chromedp)
+#   chromium fonts-wqy-microhei  the browser the console's tests drive
+#     (headless, chromedp), and a font for the Chinese pages
 #   etcd-server containerd containernetworking-plugins conntrack openssl
 #   iproute2 iptables  the one-node Kubernetes cluster of the kube tests
 pkgs=(
   ca-certificates git make bash python3 busybox-static
   awscli s3cmd rclone python3-boto3 skopeo mmdebstrap
   python3-numpy dataset-fashion-mnist
-  chromium
+  chromium fonts-wqy-microhei
   etcd-server containerd containernetworking-plugins conntrack openssl iproute2 iptables
 )
+
+if [ "$only" = demo ]; then
+  pkgs=(ca-certificates mmdebstrap dataset-fashion-mnist)
+fi
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -36,6 +43,7 @@ command -v docker >/dev/null || { echo "Docker is required: install the Docker e
 docker info --format 'docker engine {{.ServerVersion}}' || { echo "the Docker engine is not reachable: start it (systemctl start docker)" >&2; exit 1; }
 
 go mod download
+[ "$only" = demo ] && exit 0
 
 # The OCI distribution-spec conformance suite, built once and cached.
 conformance="${OCI_CONFORMANCE_BIN:-$HOME/.cache/malocal/oci-conformance}"

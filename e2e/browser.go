@@ -13,9 +13,18 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// ScreenshotDir is where the console tests save their screenshots, which
-// the README and the guides show.
+// ScreenshotDir is where the console tests save the screenshots that the
+// README and the guides show, when MALOCAL_SCREENSHOTS=1 (`make
+// screenshots`); otherwise they go to a temp dir, so that a test run leaves
+// the source tree as it was.
 const ScreenshotDir = "../docs/screenshots"
+
+func screenshotDir(t testing.TB) string {
+	if os.Getenv("MALOCAL_SCREENSHOTS") == "1" {
+		return ScreenshotDir
+	}
+	return t.TempDir()
+}
 
 // Browser is a headless Chromium, Debian's, driven over the DevTools
 // protocol, with a fresh profile of its own.
@@ -120,7 +129,7 @@ func (b *Browser) Text(sel string) string {
 	return s
 }
 
-// Screenshot saves the visible page as ScreenshotDir/name.
+// Screenshot saves the visible page as name in screenshotDir.
 func (b *Browser) Screenshot(name string) {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.Ctx, 30*time.Second)
@@ -130,10 +139,11 @@ func (b *Browser) Screenshot(name string) {
 	if err != nil {
 		b.t.Fatalf("browser: screenshot %s: %v", name, err)
 	}
-	if err := os.MkdirAll(ScreenshotDir, 0o755); err != nil {
+	dir := screenshotDir(b.t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(ScreenshotDir, name), png, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
 		b.t.Fatal(err)
 	}
 }
