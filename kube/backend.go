@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,25 +242,54 @@ func (b *Backend) follow(ctx context.Context, wg *sync.WaitGroup, rec jobs.Recor
 		defer wg.Done()
 		// Not ctx: logs must be drained after a stop too.
 		lctx := context.WithoutCancel(ctx)
-		req := b.Client.CoreV1().Pods(b.Contract.Namespace).GetLogs(pod, &corev1.PodLogOptions{Container: containerName, Follow: true, Timestamps: true})
-		s, err := req.Stream(lctx)
-		if err != nil {
-			rec.Event(fmt.Sprintf("task %d: log stream: %v", i, err))
-			return
-		}
-		defer s.Close()
-		if err := copyLines(s, w); err != nil {
-			rec.Event(fmt.Sprintf("task %d: log stream: %v", i, err))
+		pods := b.Client.CoreV1().Pods(b.Contract.Namespace)
+		var last time.Time
+		for attempt := 0; ; attempt++ {
+			opts := &corev1.PodLogOptions{Container: containerName, Follow: true, Timestamps: true}
+			if !last.IsZero() {
+				opts.SinceTime = &metav1.Time{Time: last}
+			}
+			s, err := pods.GetLogs(pod, opts).Stream(lctx)
+			if err == nil {
+				err = copyLines(s, w, &last)
+				s.Close()
+			}
+			// A stream can break while the task runs (API server restart,
+			// proxy timeout): follow again from the last line stored.
+			p, gerr := pods.Get(lctx, pod, metav1.GetOptions{})
+			if gerr != nil || p.DeletionTimestamp != nil || !stillRunning(p) || attempt > 100 {
+				if err != nil && gerr == nil {
+					rec.Event(fmt.Sprintf("task %d: log stream: %v", i, err))
+				}
+				return
+			}
+			time.Sleep(time.Second)
 		}
 	}()
 }
 
-// copyLines hands the API server's "<time> <text>" lines to the task log.
-// Kubernetes merges stdout and stderr, so every line is stdout.
-func copyLines(r io.Reader, w docker.StreamWriter) error {
+func stillRunning(p *corev1.Pod) bool {
+	s := taskStatus(p)
+	return s != nil && s.State.Running != nil
+}
+
+// copyLines hands the API server's "<time> <text>" lines to the task log,
+// skipping those at or before *last (already stored by an earlier stream),
+// and moves *last on. Kubernetes merges stdout and stderr: every line is
+// stdout.
+func copyLines(r io.Reader, w docker.StreamWriter, last *time.Time) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			ts, _, _ := strings.Cut(string(line), " ")
+			t, perr := time.Parse(time.RFC3339Nano, ts)
+			if perr == nil && !last.IsZero() && !t.After(*last) {
+				line = nil
+			} else if perr == nil {
+				*last = t
+			}
+		}
 		if len(line) > 0 {
 			if werr := w.WriteFrame(docker.Stdout, line); werr != nil {
 				return werr

@@ -66,15 +66,24 @@ func Connect(ctx context.Context, cfg Config) (kubernetes.Interface, string, err
 			ns = "default"
 		}
 	}
-	rc.Timeout = 30 * time.Second
+	// No client timeout: log streams last as long as their tasks. Calls
+	// that wait carry a context instead.
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, "", fmt.Errorf("making a Kubernetes client for %s: %w", rc.Host, err)
 	}
-	if _, err := client.Discovery().ServerVersion(); err != nil {
+	probe := *rc
+	probe.Timeout = 15 * time.Second
+	pc, err := kubernetes.NewForConfig(&probe)
+	if err != nil {
+		return nil, "", fmt.Errorf("making a Kubernetes client for %s: %w", rc.Host, err)
+	}
+	if _, err := pc.Discovery().ServerVersion(); err != nil {
 		return nil, "", fmt.Errorf("the Kubernetes cluster at %s does not answer: %w (check --kubeconfig and that the API server is reachable from this machine)", rc.Host, err)
 	}
-	if err := CheckAccess(ctx, client, ns); err != nil {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := CheckAccess(cctx, client, ns); err != nil {
 		return nil, "", err
 	}
 	return client, ns, nil
