@@ -257,6 +257,7 @@ func TestKubernetesBackend(t *testing.T) {
 		e.push(t, "test/unpullable:1", img)
 		j := submit(t, e, api.JobSpec{Name: "unpullable", Image: "test/unpullable:1", Nodes: 1, AppURL: "s3://code/new/", Command: []string{"true"}})
 		j = waitFinal(t, e, j.ID, 3*time.Minute)
+		t.Logf("reason: %s", j.Reason)
 		if j.Status != api.StatusFailed || !strings.Contains(j.Reason, "cannot pull image") || !strings.Contains(j.Reason, "--advertise-registry") {
 			t.Errorf("status %s reason %q", j.Status, j.Reason)
 		}
@@ -267,6 +268,7 @@ func TestKubernetesBackend(t *testing.T) {
 		j := submit(t, e, api.JobSpec{Name: "huge", Image: k.img, Nodes: 1, AppURL: "s3://code/new/", Command: []string{"true"},
 			Flavor: api.Flavor{CPUs: 512}})
 		j = waitFinal(t, e, j.ID, 4*time.Minute)
+		t.Logf("reason: %s", j.Reason)
 		if j.Status != api.StatusFailed || !strings.Contains(j.Reason, "could not schedule") || !strings.Contains(j.Reason, "Insufficient cpu") {
 			t.Errorf("status %s reason %q", j.Status, j.Reason)
 		}
@@ -301,6 +303,7 @@ func TestKubernetesBackend(t *testing.T) {
 	t.Run("missing RBAC permissions are named", func(t *testing.T) {
 		_, err := StartErr(t, WithArgs("--backend", "kubernetes", "--kubeconfig", k.c.Kubeconfig(kubecluster.UserNobody),
 			"--advertise-obs", "http://"+k.c.NodeIP+":1", "--advertise-registry", k.c.NodeIP+":1"))
+		t.Logf("start error: %v", firstLine(err))
 		if err == nil || !strings.Contains(err.Error(), "missing Kubernetes permissions in namespace default: create jobs.batch") ||
 			!strings.Contains(err.Error(), "get pods/log") || !strings.Contains(err.Error(), "docs/kubernetes-role.yaml") {
 			t.Errorf("start as a user without rights: %v", err)
@@ -313,10 +316,20 @@ func TestKubernetesBackend(t *testing.T) {
 			"users: [{name: u, user: {token: x}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"), 0o600)
 		_, err := StartErr(t, WithArgs("--backend", "kubernetes", "--kubeconfig", kc,
 			"--advertise-obs", "http://127.0.0.1:1", "--advertise-registry", "127.0.0.1:1"))
+		t.Logf("start error: %v", firstLine(err))
 		if err == nil || !strings.Contains(err.Error(), "the Kubernetes cluster at https://127.0.0.1:1 does not answer") {
 			t.Errorf("start against no cluster: %v", err)
 		}
 	})
+}
+
+// firstLine is an error's first line (StartErr appends the emulator's output).
+func firstLine(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	l, _, _ := strings.Cut(err.Error(), "\n")
+	return l
 }
 
 // TestKubernetesMnistReplica runs the guide's distributed mnist example
@@ -330,7 +343,8 @@ func TestKubernetesMnistReplica(t *testing.T) {
 	Require(t, len(missing) == 0, fmt.Sprintf("Fashion-MNIST in %s (apt-get install dataset-fashion-mnist): missing %v", samples.FashionMNIST, missing))
 	rootfs := cachedRootfs(t, samples.BaseInclude)
 	k := startKube(t)
-	cmd := exec.Command(Binary(t), "demo", "-o", "json", "--from", "rootfs:"+rootfs, "--replica-nodes", "3")
+	cmd := exec.Command(Binary(t), "demo", "-o", "json", "--from", "rootfs:"+rootfs, "--replica-nodes", "4",
+		"--replica-arg=--sync_replicas", "--replica-arg=--train_steps=300")
 	cmd.Env = append(os.Environ(), "MALOCAL_DATA_DIR="+k.e.DataDir)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -345,7 +359,7 @@ func TestKubernetesMnistReplica(t *testing.T) {
 	if jerr := json.Unmarshal(out.Bytes(), &sum); err != nil || jerr != nil {
 		t.Fatalf("malocal demo: %v %v\n%s\n%s", err, jerr, out.String(), errb.String())
 	}
-	nodes := map[string]int{"mnist-softmax": 1, "mnist-replica": 3}
+	nodes := map[string]int{"mnist-softmax": 1, "mnist-replica": 4}
 	for _, j := range sum.Jobs {
 		t.Logf("%s: %s on %d node(s), test accuracy %.4f, %s", j.Example, j.Status, j.Nodes, j.Accuracy, j.Duration.Round(100*time.Millisecond))
 		if j.Status != api.StatusCompleted || j.Nodes != nodes[j.Example] || j.Accuracy < 0.80 {
@@ -354,7 +368,7 @@ func TestKubernetesMnistReplica(t *testing.T) {
 		if j.Example == "mnist-replica" {
 			logs := logsOf(t, k.e, j.ID, -1)
 			host := func(i int) string { return "malocal-" + j.ID + "-" + strconv.Itoa(i) + ".malocal-" + j.ID + ":2222" }
-			if !strings.Contains(logs, host(0)) || !strings.Contains(logs, host(2)) {
+			if !strings.Contains(logs, host(0)) || !strings.Contains(logs, host(3)) {
 				t.Errorf("the replicas did not read the cluster's hostnames from BATCH_CUSTOM*_HOSTS:\n%s", logs)
 			}
 		}
