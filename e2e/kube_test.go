@@ -286,7 +286,14 @@ func TestKubernetesBackend(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
-		e.Kill()
+		// A graceful stop detaches at once: the pods go on without malocal.
+		start := time.Now()
+		if code := e.Stop(); code != 0 {
+			t.Fatalf("emulator stop: exit %d", code)
+		}
+		if d := time.Since(start); d > 15*time.Second {
+			t.Errorf("the emulator took %s to stop with a job running", d)
+		}
 		e = e.Restart(WithArgs(k.args...))
 		k.e = e
 		j = waitFinal(t, e, j.ID, 3*time.Minute)
@@ -297,6 +304,28 @@ func TestKubernetesBackend(t *testing.T) {
 		if c := strings.Count(logs, "|tick 1\n"); c != 1 {
 			t.Errorf("tick 1 stored %d times after the re-attach", c)
 		}
+		k.assertClusterClean(t, j.ID)
+	})
+
+	t.Run("keep: a failed job's objects stay, suspended", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "kept", Image: k.img, Nodes: 2, AppURL: "s3://code/new/", Keep: true,
+			Command: []string{`if [ "$DLS_TASK_INDEX" = 1 ]; then exit 5; fi; sleep 300`}})
+		j = waitFinal(t, e, j.ID, 3*time.Minute)
+		if j.Status != api.StatusFailed || j.Reason != "task 1 exited with code 5" {
+			t.Errorf("status %s (%s)", j.Status, j.Reason)
+		}
+		ctx := context.Background()
+		name := "malocal-" + j.ID
+		kj, err := k.c.Admin.BatchV1().Jobs("default").Get(ctx, name, metav1.GetOptions{})
+		if err != nil || kj.Spec.Suspend == nil || !*kj.Spec.Suspend {
+			t.Errorf("the kept Job: %v %+v", err, kj)
+		}
+		if _, err := k.c.Admin.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{}); err != nil {
+			t.Errorf("the kept Service: %v", err)
+		}
+		fg := metav1.DeletePropagationForeground
+		k.c.Admin.BatchV1().Jobs("default").Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg})
+		k.c.Admin.CoreV1().Services("default").Delete(ctx, name, metav1.DeleteOptions{})
 		k.assertClusterClean(t, j.ID)
 	})
 
@@ -321,6 +350,25 @@ func TestKubernetesBackend(t *testing.T) {
 			t.Errorf("start against no cluster: %v", err)
 		}
 	})
+}
+
+// TestKubernetesFlags: the kubernetes backend's flags are checked before
+// any cluster is contacted.
+func TestKubernetesFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--backend", "nomad"}, `--backend "nomad": use docker or kubernetes`},
+		{[]string{"--backend", "kubernetes"}, "--backend kubernetes needs --advertise-obs URL and --advertise-registry HOST:PORT"},
+		{[]string{"--backend", "kubernetes", "--advertise-obs", "10.0.0.5:7081", "--advertise-registry", "10.0.0.5:7082"}, `--advertise-obs "10.0.0.5:7081": give a URL`},
+		{[]string{"--backend", "kubernetes", "--advertise-obs", "http://10.0.0.5:7081", "--advertise-registry", "http://10.0.0.5:7082"}, `--advertise-registry "http://10.0.0.5:7082": give HOST:PORT`},
+	} {
+		_, err := StartErr(t, WithArgs(c.args...))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("up %v: %v, want %q", c.args, firstLine(err), c.want)
+		}
+	}
 }
 
 // firstLine is an error's first line (StartErr appends the emulator's output).

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/malocal/malocal/api"
@@ -88,8 +89,11 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 	}
 
 	tasks := make([]taskState, n)
+	// Log streams outlive a stop (they drain what the tasks printed) but
+	// not a detach: the next start follows them again.
 	var logs sync.WaitGroup
-	defer logs.Wait()
+	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer lcancel()
 	out := jobs.Outcome{Status: api.StatusCompleted}
 	exited := 0
 	pendingSince := time.Now()
@@ -126,7 +130,7 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 			}
 			if t.running && !t.following {
 				t.following = true
-				b.follow(ctx, &logs, rec, i, p.Name)
+				b.follow(lctx, &logs, rec, i, p.Name)
 			}
 			if code, done := exitCode(p); done && !t.exited {
 				t.exited, t.code = true, code
@@ -174,7 +178,7 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 		select {
 		case <-ctx.Done():
 			if detached() {
-				return jobs.Outcome{Status: api.StatusRunning}
+				return jobs.Outcome{Status: api.StatusRunning} // lcancel ends the streams
 			}
 			out = jobs.Outcome{Status: api.StatusCanceled, ExitCode: -1, Reason: "stopped"}
 			decided = true
@@ -185,6 +189,7 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 		rec.Event(fmt.Sprintf("stopping the %d tasks still running (deleting Job %s/%s)", n-exited, ns, name))
 		b.stop(j, rec, tasks)
 	}
+	logs.Wait()
 	return out
 }
 
@@ -231,7 +236,7 @@ func (b *Backend) pods(ctx context.Context, name string) ([]*corev1.Pod, error) 
 
 // follow streams a pod's log into the task's log file until the container
 // ends; lines already stored (before a restart) are skipped by the file.
-func (b *Backend) follow(ctx context.Context, wg *sync.WaitGroup, rec jobs.Recorder, i int, pod string) {
+func (b *Backend) follow(lctx context.Context, wg *sync.WaitGroup, rec jobs.Recorder, i int, pod string) {
 	w, err := rec.Log(i)
 	if err != nil {
 		rec.Event(fmt.Sprintf("task %d: cannot store logs: %v", i, err))
@@ -240,8 +245,6 @@ func (b *Backend) follow(ctx context.Context, wg *sync.WaitGroup, rec jobs.Recor
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		// Not ctx: logs must be drained after a stop too.
-		lctx := context.WithoutCancel(ctx)
 		pods := b.Client.CoreV1().Pods(b.Contract.Namespace)
 		var last time.Time
 		for attempt := 0; ; attempt++ {
@@ -257,8 +260,8 @@ func (b *Backend) follow(ctx context.Context, wg *sync.WaitGroup, rec jobs.Recor
 			// A stream can break while the task runs (API server restart,
 			// proxy timeout): follow again from the last line stored.
 			p, gerr := pods.Get(lctx, pod, metav1.GetOptions{})
-			if gerr != nil || p.DeletionTimestamp != nil || !stillRunning(p) || attempt > 100 {
-				if err != nil && gerr == nil {
+			if lctx.Err() != nil || gerr != nil || p.DeletionTimestamp != nil || !stillRunning(p) || attempt > 100 {
+				if err != nil && gerr == nil && lctx.Err() == nil {
 					rec.Event(fmt.Sprintf("task %d: log stream: %v", i, err))
 				}
 				return
@@ -304,28 +307,40 @@ func copyLines(r io.Reader, w docker.StreamWriter, last *time.Time) error {
 	}
 }
 
-// stop deletes the Job with foreground propagation and records how its
-// remaining pods ended.
+// stop deletes the Job with foreground propagation (or, for a job that
+// asked to keep its objects, suspends it: the cluster ends its running
+// pods and keeps the rest) and records how the remaining tasks ended.
 func (b *Backend) stop(j *api.Job, rec jobs.Recorder, tasks []taskState) {
 	ctx, cancel := context.WithTimeout(context.Background(), b.Contract.StopGrace+time.Minute)
 	defer cancel()
-	name := ObjectName(j)
-	fg := metav1.DeletePropagationForeground
-	if err := b.Client.BatchV1().Jobs(b.Contract.Namespace).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg}); err != nil && !apierrors.IsNotFound(err) {
-		rec.Event(fmt.Sprintf("deleting Job %s: %v", name, Explain(err)))
+	ns, name := b.Contract.Namespace, ObjectName(j)
+	var err error
+	if j.Spec.Keep {
+		_, err = b.Client.BatchV1().Jobs(ns).Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"suspend":true}}`), metav1.PatchOptions{})
+	} else {
+		fg := metav1.DeletePropagationForeground
+		err = b.Client.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg})
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		rec.Event(fmt.Sprintf("stopping Job %s/%s: %v", ns, name, Explain(err)))
 	}
 	for ctx.Err() == nil {
 		pods, err := b.pods(ctx, name)
 		if err == nil {
+			left := false
 			for _, p := range pods {
-				if i, ok := taskIndex(p); ok && i < len(tasks) && !tasks[i].exited {
-					if code, done := exitCode(p); done {
-						tasks[i].exited = true
-						record(rec, i, code, "stopped")
-					}
+				i, ok := taskIndex(p)
+				if !ok || i >= len(tasks) || tasks[i].exited {
+					continue
 				}
+				if code, done := exitCode(p); done {
+					tasks[i].exited = true
+					record(rec, i, code, "stopped")
+					continue
+				}
+				left = true
 			}
-			if len(pods) == 0 {
+			if !left {
 				break
 			}
 		}

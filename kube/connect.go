@@ -36,7 +36,7 @@ func (p Permission) String() string {
 
 // Needed is every permission the backend uses.
 var Needed = []Permission{
-	{"batch", "jobs", "", "create"}, {"batch", "jobs", "", "get"}, {"batch", "jobs", "", "delete"},
+	{"batch", "jobs", "", "create"}, {"batch", "jobs", "", "get"}, {"batch", "jobs", "", "delete"}, {"batch", "jobs", "", "patch"},
 	{"", "services", "", "create"}, {"", "services", "", "delete"},
 	{"", "pods", "", "list"}, {"", "pods", "log", "get"},
 }
