@@ -20,7 +20,6 @@ import (
 // pushes them to an emulator's registry with `docker push`, as a user does.
 type dockerImages struct {
 	t      *testing.T
-	e      *Emulator
 	prefix string // localhost:<registry port>
 	base   string // the base's name:tag in the engine, for FROM and docker run
 	tag    string // unique to the test
@@ -36,7 +35,7 @@ func newDockerImages(t *testing.T, e *Emulator) *dockerImages {
 	if err != nil {
 		t.Fatalf("registry address %q: %v", e.Registry, err)
 	}
-	d := &dockerImages{t: t, e: e, prefix: "localhost:" + port, base: imgs.Base,
+	d := &dockerImages{t: t, prefix: "localhost:" + port, base: imgs.Base,
 		tag: imgs.Base[strings.LastIndexByte(imgs.Base, ':')+1:], label: DockerLabel(t)}
 	// Jobs pull the images they run from the registry into the engine.
 	t.Cleanup(func() { removeFromRegistry(e.Registry, d.prefix) })
