@@ -71,7 +71,15 @@ type Cluster struct {
 	api    string // https://127.0.0.1:port
 	procs  []*proc
 	ctrd   *proc
+	// made are host paths that the kubelet, containerd or CNI create
+	// outside Dir (fixed paths) and that did not exist before Start.
+	made    []string
+	started time.Time
 }
+
+// hostPaths are the fixed paths the node's components write to whatever
+// their configuration says.
+var hostPaths = []string{"/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/var/lib/cni", "/run/containerd/runc/k8s.io"}
 
 type proc struct {
 	name string
@@ -125,6 +133,12 @@ func Start(t testing.TB) *Cluster {
 	c := &Cluster{t: t, bin: bin, Dir: dir, suffix: strconv.Itoa(n),
 		NodeIP: fmt.Sprintf("10.213.%d.2", n), bridge: fmt.Sprintf("mk8sbr%d", n), veth: fmt.Sprintf("mk8sv%d", n),
 		chain: fmt.Sprintf("MALOCAL-K8S-%d", n)}
+	c.started = time.Now()
+	for _, p := range hostPaths {
+		if _, err := os.Lstat(p); os.IsNotExist(err) {
+			c.made = append(c.made, p)
+		}
+	}
 	t.Cleanup(c.teardown)
 	if err := c.start(n); err != nil {
 		t.Fatalf("starting the Kubernetes cluster: %v\n%s", err, c.logTails())

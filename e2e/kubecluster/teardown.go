@@ -24,7 +24,15 @@ func (c *Cluster) teardown() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	var podLogs []string // the kubelet's log paths of every pod
 	if c.Admin != nil && c.running("kubelet") {
+		if pods, err := c.Admin.CoreV1().Pods("").List(ctx, metav1.ListOptions{}); err == nil {
+			for _, p := range pods.Items {
+				podLogs = append(podLogs, filepath.Join("/var/log/pods", p.Namespace+"_"+p.Name+"_"+string(p.UID)))
+				links, _ := filepath.Glob(filepath.Join("/var/log/containers", p.Name+"_"+p.Namespace+"_*.log"))
+				podLogs = append(podLogs, links...)
+			}
+		}
 		zero := int64(0)
 		if nss, err := c.Admin.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err == nil {
 			for _, ns := range nss.Items {
@@ -66,6 +74,16 @@ func (c *Cluster) teardown() {
 	exec.Command("iptables", "-D", "FORWARD", "-j", c.chain).Run()
 	exec.Command("iptables", "-F", c.chain).Run()
 	exec.Command("iptables", "-X", c.chain).Run()
+	for _, p := range podLogs {
+		os.RemoveAll(p)
+	}
+	sock := "/var/lib/kubelet/device-plugins/kubelet.sock"
+	if fi, err := os.Lstat(sock); err == nil && fi.ModTime().After(c.started) {
+		os.Remove(sock)
+	}
+	for _, p := range c.made {
+		os.RemoveAll(p)
+	}
 	os.RemoveAll(c.Dir)
 }
 
