@@ -73,6 +73,5 @@ func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials) (jobs.Bac
 			AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region,
 			DataDir: e.dd.Path, Instance: kube.Instance(e.dd.Path), StopGrace: c.StopGrace},
 		PendingLimit: c.PendingLimit,
-		Logger:       e.log.With("service", "kubernetes"),
 	}, gpus, nil
 }

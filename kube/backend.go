@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"sort"
 	"strings"
 	"sync"
@@ -33,19 +32,16 @@ type Backend struct {
 	// its image before the job fails with the cluster's reason.
 	PendingLimit time.Duration
 	// Poll is how often pods are read while a job runs.
-	Poll   time.Duration
-	Logger *slog.Logger
+	Poll time.Duration
 }
 
 var _ jobs.Backend = (*Backend)(nil)
 
 // taskState is what the backend knows of one task's pod.
 type taskState struct {
-	pod       string
 	uid       string
 	running   bool
 	exited    bool
-	code      int
 	following bool
 }
 
@@ -96,7 +92,7 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 	defer lcancel()
 	out := jobs.Outcome{Status: api.StatusCompleted}
 	exited := 0
-	pendingSince := time.Now()
+	pendingSince, attached := time.Now(), time.Now()
 	tick := time.NewTicker(b.poll())
 	defer tick.Stop()
 	for decided := false; !decided; {
@@ -111,7 +107,7 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 			}
 			t := &tasks[i]
 			if t.uid != string(p.UID) {
-				*t = taskState{pod: p.Name, uid: string(p.UID)}
+				*t = taskState{uid: string(p.UID)}
 				rec.Task(i, func(at *api.Task) { at.Container = p.Name; at.Status = "created" })
 			}
 			if reason := pullProblem(p); reason != "" {
@@ -133,7 +129,7 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 				b.follow(lctx, &logs, rec, i, p.Name)
 			}
 			if code, done := exitCode(p); done && !t.exited {
-				t.exited, t.code = true, code
+				t.exited = true
 				exited++
 				record(rec, i, code, "")
 				switch {
@@ -169,6 +165,12 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 			out = failed("Job %s/%s was deleted from the cluster", ns, name)
 			break
 		}
+		if len(pods) == 0 && err == nil && time.Since(attached) > b.pendingLimit() {
+			// Quota, admission or pod security refused them: the Job's
+			// events say which.
+			out = failed("the cluster made no pod for Job %s/%s within %s (see kubectl -n %s describe job %s)", ns, name, b.pendingLimit(), ns, name)
+			break
+		}
 		if msg := unschedulable(pods); msg != "" && time.Since(pendingSince) > b.pendingLimit() {
 			out = failed("the cluster could not schedule the job's pods within %s: %s", b.pendingLimit(), msg)
 			break
@@ -186,7 +188,11 @@ func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.O
 		}
 	}
 	if exited < n {
-		rec.Event(fmt.Sprintf("stopping the %d tasks still running (deleting Job %s/%s)", n-exited, ns, name))
+		how := "deleting"
+		if j.Spec.Keep {
+			how = "suspending"
+		}
+		rec.Event(fmt.Sprintf("stopping the %d tasks still running (%s Job %s/%s)", n-exited, how, ns, name))
 		b.stop(j, rec, tasks)
 	}
 	logs.Wait()
