@@ -211,6 +211,26 @@ func TestKubernetesBackend(t *testing.T) {
 		k.assertClusterClean(t, j.ID)
 	})
 
+	t.Run("index0: a failed peer does not decide", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "index0", Image: k.img, Nodes: 2, AppURL: "s3://code/new/", Policy: api.PolicyIndex0,
+			Command: []string{`if [ "$DLS_TASK_INDEX" = 1 ]; then exit 1; fi; sleep 4; echo "task 0 done"`}})
+		j = waitFinal(t, e, j.ID, 3*time.Minute)
+		if j.Status != api.StatusCompleted || j.Tasks[1].Status != "failed" || j.Tasks[0].Status != "succeeded" {
+			t.Errorf("status %s (%s), tasks %+v", j.Status, j.Reason, j.Tasks)
+		}
+		k.assertClusterClean(t, j.ID)
+	})
+
+	t.Run("time limit", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "slow", Image: k.img, Nodes: 2, AppURL: "s3://code/new/",
+			Timeout: api.Duration(5 * time.Second), Command: []string{"sleep 300"}})
+		j = waitFinal(t, e, j.ID, 3*time.Minute)
+		if j.Status != api.StatusTimeout || j.ExitCode == nil || *j.ExitCode != 124 {
+			t.Errorf("status %s (%s) exit %v", j.Status, j.Reason, j.ExitCode)
+		}
+		k.assertClusterClean(t, j.ID)
+	})
+
 	t.Run("stop", func(t *testing.T) {
 		j := submit(t, e, api.JobSpec{Name: "long", Image: k.img, Nodes: 2, AppURL: "s3://code/new/",
 			Command: []string{`echo "task $DLS_TASK_INDEX up"; sleep 600`}})
