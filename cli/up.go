@@ -17,15 +17,28 @@ import (
 
 func newUpCmd(g *globals) *cobra.Command {
 	cfg := emulator.Config{}
-	var logFormat, capMemory, gpus, quota string
+	var logFormat, capMemory, gpus, quota, configFile string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the emulator: API and console, S3 API and registry, in one process",
 		Long: `Start the emulator in the foreground. It serves until interrupted (Ctrl-C or
 SIGTERM), then lets in-flight requests finish within --shutdown-timeout.
-Every listener binds to loopback unless told otherwise.`,
+Every listener binds to loopback unless told otherwise.
+
+Settings come from flags, then MALOCAL_* environment variables, then the
+--config file: YAML whose keys are the flags' names, for example
+
+  backend: kubernetes
+  kubeconfig: /etc/malocal/kubeconfig
+  advertise-obs: http://10.0.0.5:7081
+  stop-grace: 30s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
 			dir, err := g.dataDirPath()
 			if err != nil {
 				return err
@@ -89,6 +102,7 @@ Every listener binds to loopback unless told otherwise.`,
 	f.StringVar(&cfg.AdvertiseOBS, "advertise-obs", os.Getenv("MALOCAL_ADVERTISE_OBS"), "URL at which the cluster's nodes reach the S3 API, e.g. http://10.0.0.5:7081 (env MALOCAL_ADVERTISE_OBS)")
 	f.StringVar(&cfg.AdvertiseRegistry, "advertise-registry", os.Getenv("MALOCAL_ADVERTISE_REGISTRY"), "HOST:PORT at which the cluster's nodes pull from the registry (env MALOCAL_ADVERTISE_REGISTRY)")
 	f.DurationVar(&cfg.PendingLimit, "pending-limit", envDuration("MALOCAL_PENDING_LIMIT", 5*time.Minute), "how long a job's pods may wait to be scheduled before the job fails, with --backend kubernetes (env MALOCAL_PENDING_LIMIT)")
+	f.StringVar(&configFile, "config", os.Getenv("MALOCAL_CONFIG"), "YAML file of settings named like these flags (env MALOCAL_CONFIG); flags and MALOCAL_* variables win over it")
 	f.StringVar(&logFormat, "log-format", cmp.Or(os.Getenv("MALOCAL_LOG_FORMAT"), "text"), "log format: text or json (env MALOCAL_LOG_FORMAT)")
 	return cmd
 }

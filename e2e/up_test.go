@@ -281,3 +281,30 @@ func TestImageCommandsOnTheRunningRegistry(t *testing.T) {
 		t.Errorf("GET /v2/: %v %v", resp, err)
 	}
 }
+
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "malocal.yaml")
+	// The harness passes the addresses as flags, which win over the file's.
+	if err := os.WriteFile(cfg, []byte("log-format: json\napi-addr: 127.0.0.1:1\nstop-grace: 3s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := Start(t, WithArgs("--config", cfg))
+	if _, err := e.Client().Status(context.Background()); err != nil {
+		t.Fatalf("the API flag did not win over the file's api-addr: %v", err)
+	}
+	first, _, _ := strings.Cut(e.Log(), "\n")
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(first), &rec); err != nil {
+		t.Errorf("log-format: json from the config file not applied; first line %q: %v", first, err)
+	}
+
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("backnd: kubernetes\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := StartErr(t, WithArgs("--config", bad))
+	if err == nil || !strings.Contains(err.Error(), `unknown setting "backnd"`) {
+		t.Errorf("a misspelt setting: %v", err)
+	}
+}
