@@ -159,8 +159,11 @@ type JobResult struct {
 
 // Summary is the demo's result.
 type Summary struct {
-	Jobs    []JobResult   `json:"jobs"`
-	UI      string        `json:"ui"`
+	Jobs []JobResult `json:"jobs"`
+	UI   string      `json:"ui"`
+	// Stopped: the demo started the emulator itself and stopped it at the
+	// end, so the console is there only after the next `malocal up`.
+	Stopped bool          `json:"emulator_stopped"`
 	DataDir string        `json:"data_dir"`
 	Elapsed time.Duration `json:"elapsed"`
 }
@@ -426,8 +429,11 @@ func (s *Summary) WriteSummary(w io.Writer) {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w)
-	if s.UI != "" {
-		fmt.Fprintf(w, "  web UI and API  %s\n", s.UI)
+	switch {
+	case s.Stopped:
+		fmt.Fprintf(w, "  console         the jobs above stay in the data dir: malocal up --data-dir %s, then malocal ui --open\n", s.DataDir)
+	case s.UI != "":
+		fmt.Fprintf(w, "  console         %s (malocal ui --open signs the browser in)\n", s.UI)
 	}
 	if s.DataDir != "" {
 		fmt.Fprintf(w, "  data dir        %s\n", s.DataDir)
@@ -508,6 +514,7 @@ func Demo(ctx context.Context, o DemoOptions) (*Summary, error) {
 	}
 
 	rt, token, creds, err := Running(o.DataDir)
+	started := err != nil
 	if err != nil {
 		if o.Bin == "" {
 			return nil, err
@@ -559,7 +566,7 @@ func Demo(ctx context.Context, o DemoOptions) (*Summary, error) {
 		}
 		return nil, err
 	}
-	sum := &Summary{Jobs: results, DataDir: o.DataDir, UI: "http://" + rt.API + "/"}
+	sum := &Summary{Jobs: results, DataDir: o.DataDir, UI: "http://" + rt.API + "/", Stopped: started}
 	if st, err := client.Status(ctx); err == nil {
 		for _, sv := range st.Services {
 			if sv.Name == "api" && sv.URL != "" {

@@ -155,6 +155,11 @@ func TestDemo(t *testing.T) {
 			t.Errorf("demo output lacks %q", want)
 		}
 	}
+	var sum strings.Builder
+	r.sum.WriteSummary(&sum)
+	if !r.sum.Stopped || !strings.Contains(sum.String(), "malocal up --data-dir "+dataDir+", then malocal ui") {
+		t.Errorf("the summary must say how to see the jobs in the console again:\n%s", sum.String())
+	}
 	if _, _, _, err := Running(dataDir); err == nil {
 		t.Error("the emulator the demo started still runs")
 	}
@@ -183,6 +188,9 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("rerun output lacks %q", want)
 		}
+	}
+	if r.sum.Stopped || !strings.HasPrefix(r.sum.UI, "http://127.0.0.1:") {
+		t.Errorf("on a running emulator the summary names its console: stopped %v, %q", r.sum.Stopped, r.sum.UI)
 	}
 	for _, j := range r.sum.Jobs {
 		if j.Example != "mnist-replica" {
