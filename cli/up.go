@@ -44,6 +44,9 @@ Settings come from flags, then MALOCAL_* environment variables, then the
 				return err
 			}
 			cfg.DataDir = dir
+			// Keys only from the environment: flag values show in ps.
+			cfg.ExternalOBSKeys = emulator.ExternalKeys{AccessKey: os.Getenv(emulator.EnvExternalAccessKey),
+				SecretKey: os.Getenv(emulator.EnvExternalSecretKey), Region: os.Getenv(emulator.EnvExternalRegion)}
 			cfg.Version = Version()
 			if capMemory != "" {
 				m, err := api.ParseByteSize(capMemory)
@@ -101,6 +104,9 @@ Settings come from flags, then MALOCAL_* environment variables, then the
 	f.StringVar(&cfg.Namespace, "namespace", os.Getenv("MALOCAL_NAMESPACE"), "namespace the jobs run in for --backend kubernetes (env MALOCAL_NAMESPACE; default: the kubeconfig's)")
 	f.StringVar(&cfg.AdvertiseOBS, "advertise-obs", os.Getenv("MALOCAL_ADVERTISE_OBS"), "URL at which the cluster's nodes reach the S3 API, e.g. http://10.0.0.5:7081 (env MALOCAL_ADVERTISE_OBS)")
 	f.StringVar(&cfg.AdvertiseRegistry, "advertise-registry", os.Getenv("MALOCAL_ADVERTISE_REGISTRY"), "HOST:PORT at which the cluster's nodes pull from the registry (env MALOCAL_ADVERTISE_REGISTRY)")
+	f.StringVar(&cfg.ExternalOBS, "external-obs", os.Getenv("MALOCAL_EXTERNAL_OBS"), "URL of an existing S3 store that jobs use instead of ours, with --backend kubernetes; keys from MALOCAL_EXTERNAL_OBS_ACCESS_KEY, MALOCAL_EXTERNAL_OBS_SECRET_KEY, MALOCAL_EXTERNAL_OBS_REGION (env MALOCAL_EXTERNAL_OBS)")
+	f.StringVar(&cfg.ExternalRegistry, "external-registry", os.Getenv("MALOCAL_EXTERNAL_REGISTRY"), "HOST:PORT of an existing registry that jobs' images are resolved in, audited from and pulled from instead of ours, with --backend kubernetes (env MALOCAL_EXTERNAL_REGISTRY)")
+	f.BoolVar(&cfg.ExternalRegistryInsecure, "external-registry-insecure", envBool("MALOCAL_EXTERNAL_REGISTRY_INSECURE"), "reach --external-registry over plain HTTP (env MALOCAL_EXTERNAL_REGISTRY_INSECURE)")
 	f.DurationVar(&cfg.PendingLimit, "pending-limit", envDuration("MALOCAL_PENDING_LIMIT", 5*time.Minute), "how long a job's pods may wait to be scheduled before the job fails, with --backend kubernetes (env MALOCAL_PENDING_LIMIT)")
 	f.StringVar(&configFile, "config", os.Getenv("MALOCAL_CONFIG"), "YAML file of settings named like these flags (env MALOCAL_CONFIG); flags and MALOCAL_* variables win over it")
 	f.StringVar(&logFormat, "log-format", cmp.Or(os.Getenv("MALOCAL_LOG_FORMAT"), "text"), "log format: text or json (env MALOCAL_LOG_FORMAT)")
@@ -114,6 +120,11 @@ func envFloat(name string, def float64) float64 {
 		}
 	}
 	return def
+}
+
+func envBool(name string) bool {
+	b, _ := strconv.ParseBool(os.Getenv(name))
+	return b
 }
 
 func envDuration(name string, def time.Duration) time.Duration {

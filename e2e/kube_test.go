@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,12 +15,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/malocal/malocal/api"
+	"github.com/malocal/malocal/audit"
+	"github.com/malocal/malocal/baseimage"
 	"github.com/malocal/malocal/e2e/kubecluster"
 	"github.com/malocal/malocal/samples"
 )
@@ -383,8 +389,24 @@ func TestKubernetesFlags(t *testing.T) {
 		{[]string{"--backend", "kubernetes"}, "--backend kubernetes needs --advertise-obs URL and --advertise-registry HOST:PORT"},
 		{[]string{"--backend", "kubernetes", "--advertise-obs", "10.0.0.5:7081", "--advertise-registry", "10.0.0.5:7082"}, `--advertise-obs "10.0.0.5:7081": give a URL`},
 		{[]string{"--backend", "kubernetes", "--advertise-obs", "http://10.0.0.5:7081", "--advertise-registry", "http://10.0.0.5:7082"}, `--advertise-registry "http://10.0.0.5:7082": give HOST:PORT`},
+		{[]string{"--external-obs", "http://127.0.0.1:1"}, "--external-obs and --external-registry work only with --backend kubernetes"},
+		{[]string{"--external-registry", "127.0.0.1:1"}, "--external-obs and --external-registry work only with --backend kubernetes"},
+		{[]string{"--backend", "kubernetes", "--external-obs", "http://127.0.0.1:1"}, "needs its keys in the environment: set MALOCAL_EXTERNAL_OBS_ACCESS_KEY and MALOCAL_EXTERNAL_OBS_SECRET_KEY"},
+		{[]string{"--backend", "kubernetes", "--external-obs", "http://127.0.0.1:1", "--env", "MALOCAL_EXTERNAL_OBS_ACCESS_KEY=k", "--env", "MALOCAL_EXTERNAL_OBS_SECRET_KEY=s"},
+			"--external-obs http://127.0.0.1:1 does not answer"},
+		{[]string{"--backend", "kubernetes", "--external-registry", "127.0.0.1:1", "--external-registry-insecure"}, "--external-registry 127.0.0.1:1 does not answer at http://127.0.0.1:1/v2/"},
 	} {
-		_, err := StartErr(t, WithArgs(c.args...))
+		// "--env K=V" pairs go to the environment, not to the flags.
+		var args, env []string
+		for i := 0; i < len(c.args); i++ {
+			if c.args[i] == "--env" {
+				env = append(env, c.args[i+1])
+				i++
+				continue
+			}
+			args = append(args, c.args[i])
+		}
+		_, err := StartErr(t, WithArgs(args...), WithEnv(env...))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("up %v: %v, want %q", c.args, firstLine(err), c.want)
 		}
@@ -443,5 +465,163 @@ func TestKubernetesMnistReplica(t *testing.T) {
 	}
 	if len(sum.Jobs) != 2 || t.Failed() {
 		t.Errorf("demo jobs %d:\n%s", len(sum.Jobs), errb.String())
+	}
+}
+
+// TestKubernetesExternalStores runs jobs on the cluster against an existing
+// S3 store and registry, played by a second emulator that listens on the
+// node's address: images are resolved, audited and pulled there, buckets
+// are checked there, and the pods and the log upload use its endpoint and
+// keys. The first emulator listens on loopback only; the nodes never reach it.
+func TestKubernetesExternalStores(t *testing.T) {
+	if testing.Short() {
+		t.Skip("brings up a Kubernetes cluster: not in -short")
+	}
+	c := kubecluster.Start(t)
+	applyRole(t, c)
+	s3Port, regPort := c.FreePort(), c.FreePort()
+	extS3 := fmt.Sprintf("http://%s:%d", c.NodeIP, s3Port)
+	extReg := fmt.Sprintf("%s:%d", c.NodeIP, regPort)
+	c.AllowRegistry(extReg)
+	ext := Start(t, WithArgs("--s3-addr", fmt.Sprintf("%s:%d", c.NodeIP, s3Port), "--registry-addr", extReg))
+	img := ext.BusyboxImage(t, "test/busybox", "1")
+	ext.MakeBucket(t, "code")
+	ctx := context.Background()
+	if _, err := ext.S3Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("code"), Key: aws.String("new/train.sh"),
+		Body: strings.NewReader("echo training\n")}); err != nil {
+		t.Fatal(err)
+	}
+
+	e := Start(t, WithArgs("--backend", "kubernetes", "--kubeconfig", c.Kubeconfig(kubecluster.UserMalocal), "--namespace", "default",
+		"--external-obs", extS3, "--external-registry", extReg, "--external-registry-insecure",
+		"--pending-limit", "60s", "--stop-grace", "2s"),
+		WithEnv("MALOCAL_EXTERNAL_OBS_ACCESS_KEY="+ext.Creds.AccessKey, "MALOCAL_EXTERNAL_OBS_SECRET_KEY="+ext.Creds.SecretKey,
+			"MALOCAL_EXTERNAL_OBS_REGION="+ext.Creds.Region))
+	// The audit runs in the first emulator: it knows the test base.
+	recordBusyboxBase(t, e.DataDir)
+	if e.Creds.AccessKey == ext.Creds.AccessKey {
+		t.Fatal("the two emulators share keys: the test could not tell their stores apart")
+	}
+
+	t.Run("a job on the external store and registry", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "external", Image: img, Nodes: 2, AppURL: "s3://code/new/", LogURL: "s3://code/logs/",
+			Flavor: api.Flavor{CPUs: 0.1, Memory: 64 << 20},
+			Command: []string{"/bin/sh", "-c", `echo "s3=$AWS_ENDPOINT_URL key=$AWS_ACCESS_KEY_ID region=$AWS_DEFAULT_REGION"
+wget -q -O /dev/null "$AWS_ENDPOINT_URL/" 2>&1 | grep -q 403 && echo "s3 reachable"
+echo "output of task $DLS_TASK_INDEX"`}})
+		j = waitFinal(t, e, j.ID, 5*time.Minute)
+		logs := logsOf(t, e, j.ID, -1)
+		if j.Status != api.StatusCompleted {
+			t.Fatalf("status %s (%s)\n%s\n%+v", j.Status, j.Reason, logs, j.Events)
+		}
+		for i := range 2 {
+			for _, want := range []string{
+				fmt.Sprintf("%d|s3=%s key=%s region=%s", i, extS3, ext.Creds.AccessKey, ext.Creds.Region),
+				fmt.Sprintf("%d|s3 reachable", i),
+			} {
+				if !strings.Contains(logs, want) {
+					t.Errorf("logs lack %q:\n%s", want, logs)
+				}
+			}
+		}
+		// The job's logs were uploaded to the external store.
+		var uploaded strings.Builder
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.Contains(uploaded.String(), "output of task 1") && time.Now().Before(deadline) {
+			uploaded.Reset()
+			out, err := ext.S3Client().ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("code"), Prefix: aws.String("logs/" + j.ID + "/")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range out.Contents {
+				obj, err := ext.S3Client().GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("code"), Key: o.Key})
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(obj.Body)
+				obj.Body.Close()
+				uploaded.Write(b)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if !strings.Contains(uploaded.String(), "output of task 0") || !strings.Contains(uploaded.String(), "output of task 1") {
+			t.Errorf("the external store holds no task output under s3://code/logs/%s/: %q", j.ID, uploaded.String())
+		}
+		k := &kubeEnv{c: c, e: e}
+		k.assertClusterClean(t, j.ID)
+	})
+
+	t.Run("the pods pull from the external registry", func(t *testing.T) {
+		j := submit(t, e, api.JobSpec{Name: "pull", Image: img, Nodes: 1, AppURL: "s3://code/new/", Command: []string{"sleep 300"}})
+		want := extReg + "/test/busybox@"
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			pl, err := c.Admin.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "malocal.job=" + j.ID})
+			if err == nil && len(pl.Items) > 0 {
+				if got := pl.Items[0].Spec.Containers[0].Image; !strings.HasPrefix(got, want) {
+					t.Errorf("pod image %s, want %s…", got, want)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no pod for job %s: %v", j.ID, err)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if _, err := e.Client().StopJob(ctx, j.ID); err != nil {
+			t.Fatal(err)
+		}
+		waitFinal(t, e, j.ID, 2*time.Minute)
+	})
+
+	t.Run("buckets are checked in the external store", func(t *testing.T) {
+		e.MakeBucket(t, "ours-only")
+		_, err := e.Client().SubmitJob(ctx, api.JobSpec{Name: "nobucket", Image: img, AppURL: "s3://ours-only/x/", Command: []string{"true"}})
+		if err == nil || !strings.Contains(err.Error(), "ours-only") {
+			t.Errorf("submit with a bucket only in our store: %v", err)
+		}
+	})
+
+	t.Run("an image missing from the external registry", func(t *testing.T) {
+		_, err := e.Client().SubmitJob(ctx, api.JobSpec{Name: "missing", Image: "test/nothere:1", AppURL: "s3://code/new/", Command: []string{"true"}})
+		if err == nil || !strings.Contains(err.Error(), "push it first") || !strings.Contains(err.Error(), extReg+"/test/nothere:1") {
+			t.Errorf("submit of a missing image: %v", err)
+		}
+	})
+
+	t.Run("an image failing the audit in the external registry", func(t *testing.T) {
+		rogue, err := mutate.AppendLayers(empty.Image, fileLayer("bin/sh", "#!fake\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext.push(t, "test/rogue:1", rogue)
+		j := submit(t, e, api.JobSpec{Name: "rogue", Image: "test/rogue:1", AppURL: "s3://code/new/", Command: []string{"true"}})
+		j = waitFinal(t, e, j.ID, 2*time.Minute)
+		if j.Status != api.StatusAuditFailed || !strings.Contains(strings.Join(j.Audit, "\n"), audit.RuleBaseLineage) {
+			t.Errorf("job on a rogue image: %s (%s) audit %q", j.Status, j.Reason, j.Audit)
+		}
+		// Our own registry never held it.
+		if imgs, err := e.Client().Images(ctx); err != nil || len(imgs) != 0 {
+			t.Errorf("our registry: %v %v", imgs, err)
+		}
+	})
+}
+
+// recordBusyboxBase records the busybox test base in a data dir's base
+// catalog, as BusyboxImage does for the emulator it pushes to.
+func recordBusyboxBase(t *testing.T, dataDir string) {
+	t.Helper()
+	base, err := BusyboxV1Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := base.Digest()
+	cf, _ := base.ConfigFile()
+	rec := baseimage.Record{Name: "test/busybox-base", Tag: "1", Digest: d.String(), Source: "test", Created: time.Now().UTC()}
+	for _, h := range cf.RootFS.DiffIDs {
+		rec.DiffIDs = append(rec.DiffIDs, h.String())
+	}
+	if _, err := baseimage.OpenCatalog(dataDir).Add(rec); err != nil {
+		t.Fatalf("recording the test base: %v", err)
 	}
 }

@@ -46,6 +46,13 @@ type Config struct {
 	// cluster's nodes reach the S3 API and the registry.
 	AdvertiseOBS      string
 	AdvertiseRegistry string
+	// ExternalOBS (URL, with its keys) and ExternalRegistry (host:port)
+	// name an existing S3 store and registry that jobs use instead of
+	// this emulator's; kubernetes backend only.
+	ExternalOBS              string
+	ExternalOBSKeys          ExternalKeys
+	ExternalRegistry         string
+	ExternalRegistryInsecure bool
 	// PendingLimit is how long a job's pods may wait to be scheduled
 	// before the job fails with the scheduler's reason; 0: 5 minutes.
 	PendingLimit time.Duration
@@ -53,6 +60,12 @@ type Config struct {
 	// handlers replaces a service's handler by name; tests use it to serve
 	// slow requests during shutdown.
 	handlers map[string]http.Handler
+}
+
+// ExternalKeys sign requests to the external S3 store; they come from the
+// environment only, so they never show in a process list.
+type ExternalKeys struct {
+	AccessKey, SecretKey, Region string
 }
 
 func (c *Config) defaults() {

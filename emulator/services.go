@@ -67,10 +67,14 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	if s.auditCache, err = audit.OpenBoltCache(e.dd.Sub(audit.VerdictsFile)); err != nil {
 		return fmt.Errorf("opening the audit verdict cache: %w", err)
 	}
+	st, err := e.openJobStores(ctx, creds)
+	if err != nil {
+		return err
+	}
 	// The catalog file is read on every audit, so bases that `malocal base
 	// build` publishes from another process count at once.
 	s.auditor = &audit.RegistryAuditor{
-		Source:  s.reg,
+		Source:  st.source,
 		Auditor: audit.NewAuditor(audit.CatalogFile(baseimage.OpenCatalog(e.dd.Path).Path()), s.auditCache),
 		LogDir:  e.dd.Sub(auditLogDir),
 	}
@@ -82,7 +86,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	_, s3port, _ := net.SplitHostPort(s3.ln.Addr().String())
 	port, _ := strconv.Atoi(s3port)
 	s.gw = &gateways{log: e.log, handler: s.obs.Handler(), port: port, open: map[string]*gatewayListener{}}
-	backend, gpus, err := e.jobBackend(ctx, eng, creds)
+	backend, gpus, err := e.jobBackend(ctx, eng, creds, st)
 	if err != nil {
 		return err
 	}
@@ -90,8 +94,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	s.cancelJobs = cancel
 	if s.jobs, err = jobs.NewManager(jctx, jobs.Config{
 		Store: s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
-		Images: imageResolver{reg: s.reg, prefix: registryPrefix(e.service("registry").ln.Addr())}, Buckets: s.obs,
-		Uploader: logUploader{endpoint: s3.url(), creds: creds}, Auditor: s.auditor,
+		Images: st.images, Buckets: st.buckets, Uploader: st.uploader, Auditor: s.auditor,
 		Capacity: jobs.Capacity{CPUs: e.cfg.CapacityCPUs, Memory: e.cfg.CapacityMemory, GPUs: gpus},
 		Logger:   e.log.With("service", "jobs"),
 	}); err != nil {

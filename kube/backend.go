@@ -438,7 +438,7 @@ func pullProblem(p *corev1.Pod) string {
 	}
 	switch w := s.State.Waiting; w.Reason {
 	case "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName":
-		return fmt.Sprintf("the cluster's node %s cannot pull image %s (%s: %s); the nodes must reach the registry named by --advertise-registry, over plain HTTP unless it serves TLS",
+		return fmt.Sprintf("the cluster's node %s cannot pull image %s (%s: %s); the nodes must reach the registry named by --advertise-registry (or --external-registry), over plain HTTP unless it serves TLS",
 			p.Spec.NodeName, s.Image, w.Reason, w.Message)
 	case "CreateContainerConfigError", "CreateContainerError", "RunContainerError":
 		return fmt.Sprintf("%s: %s", w.Reason, w.Message)
