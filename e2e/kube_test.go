@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -381,6 +382,8 @@ func TestKubernetesBackend(t *testing.T) {
 // TestKubernetesFlags: the kubernetes backend's flags are checked before
 // any cluster is contacted.
 func TestKubernetesFlags(t *testing.T) {
+	// A store that answers but refuses the keys.
+	store := Start(t)
 	for _, c := range []struct {
 		args []string
 		want string
@@ -394,6 +397,10 @@ func TestKubernetesFlags(t *testing.T) {
 		{[]string{"--backend", "kubernetes", "--external-obs", "http://127.0.0.1:1"}, "needs its keys in the environment: set MALOCAL_EXTERNAL_OBS_ACCESS_KEY and MALOCAL_EXTERNAL_OBS_SECRET_KEY"},
 		{[]string{"--backend", "kubernetes", "--external-obs", "http://127.0.0.1:1", "--env", "MALOCAL_EXTERNAL_OBS_ACCESS_KEY=k", "--env", "MALOCAL_EXTERNAL_OBS_SECRET_KEY=s"},
 			"--external-obs http://127.0.0.1:1 does not answer"},
+		{[]string{"--backend", "kubernetes", "--external-obs", "http://" + store.S3, "--env", "MALOCAL_EXTERNAL_OBS_ACCESS_KEY=" + store.Creds.AccessKey,
+			"--env", "MALOCAL_EXTERNAL_OBS_SECRET_KEY=wrong", "--env", "MALOCAL_EXTERNAL_OBS_REGION=" + store.Creds.Region},
+			"--external-obs http://" + store.S3 + " refuses the keys in MALOCAL_EXTERNAL_OBS_ACCESS_KEY and MALOCAL_EXTERNAL_OBS_SECRET_KEY"},
+		{[]string{"--backend", "kubernetes", "--external-registry", store.S3, "--external-registry-insecure"}, "--external-registry " + store.S3 + ": http://" + store.S3 + "/v2/ answered"},
 		{[]string{"--backend", "kubernetes", "--external-registry", "127.0.0.1:1", "--external-registry-insecure"}, "--external-registry 127.0.0.1:1 does not answer at http://127.0.0.1:1/v2/"},
 	} {
 		// "--env K=V" pairs go to the environment, not to the flags.
@@ -577,7 +584,7 @@ echo "output of task $DLS_TASK_INDEX"`}})
 	t.Run("buckets are checked in the external store", func(t *testing.T) {
 		e.MakeBucket(t, "ours-only")
 		_, err := e.Client().SubmitJob(ctx, api.JobSpec{Name: "nobucket", Image: img, AppURL: "s3://ours-only/x/", Command: []string{"true"}})
-		if err == nil || !strings.Contains(err.Error(), "ours-only") {
+		if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), `bucket "ours-only" does not exist in the external store `+extS3) {
 			t.Errorf("submit with a bucket only in our store: %v", err)
 		}
 	})

@@ -175,7 +175,7 @@ func (e *Emulator) openJobStores(ctx context.Context, creds Credentials) (*jobSt
 		if err := checkStore(ctx, cl, endpoint); err != nil {
 			return nil, err
 		}
-		st.buckets = externalBuckets{cl}
+		st.buckets = externalBuckets{cl: cl, endpoint: endpoint}
 		st.uploader = logUploader{endpoint: endpoint, creds: ext}
 		st.s3Endpoint, st.s3Creds = endpoint, ext
 	}
@@ -241,8 +241,12 @@ func pingRegistry(ctx context.Context, src audit.RemoteSource) error {
 	return nil
 }
 
-// externalBuckets checks buckets in the external store.
-type externalBuckets struct{ cl *obsclient.Client }
+// externalBuckets checks buckets in the external store. A missing one is
+// an invalid submission whose message names that store, not ours.
+type externalBuckets struct {
+	cl       *obsclient.Client
+	endpoint string
+}
 
 var errFound = errors.New("found")
 
@@ -252,7 +256,7 @@ func (b externalBuckets) BucketExists(ctx context.Context, name string) (bool, e
 	case err == nil || errors.Is(err, errFound):
 		return true, nil
 	case obsclient.IsNotFound(err):
-		return false, nil
+		return false, api.Invalidf("bucket %q does not exist in the external store %s (--external-obs); create it there", name, b.endpoint)
 	}
 	return false, err
 }
