@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,7 +83,8 @@ func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobSt
 	if err != nil {
 		return nil, nil, err
 	}
-	if n < 0 {
+	unknown := n < 0
+	if unknown {
 		// Nodes may not be listed: let the cluster's scheduler decide.
 		n = 1024
 	}
@@ -90,7 +92,11 @@ func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobSt
 	for i := range gpus {
 		gpus[i] = fmt.Sprintf("cluster-%d", i)
 	}
-	e.log.Info("jobs run on Kubernetes", "namespace", ns, "gpus", n, "obs", obs, "registry", reg)
+	gpuNote := strconv.Itoa(n)
+	if unknown {
+		gpuNote = "unknown (nodes not listable): the scheduler decides"
+	}
+	e.log.Info("jobs run on Kubernetes", "namespace", ns, "gpus", gpuNote, "obs", obs, "registry", reg)
 	return &kube.Backend{
 		Client: client,
 		Contract: kube.Contract{Namespace: ns, Registry: reg, S3Endpoint: strings.TrimSuffix(obs, "/"),

@@ -100,7 +100,8 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	}); err != nil {
 		return fmt.Errorf("resuming jobs: %w", err)
 	}
-	if len(gpus) > 0 {
+	// Kubernetes logged its own count: its ids only stand for the cluster's.
+	if len(gpus) > 0 && e.cfg.Backend != BackendKubernetes {
 		e.log.Info("GPUs for jobs", "ids", gpus)
 	}
 	return nil

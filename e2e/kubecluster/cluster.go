@@ -124,6 +124,14 @@ func Start(t testing.TB) *Cluster {
 	_, err := os.Stat("/usr/lib/cni/bridge")
 	require(t, err == nil, "the CNI plugins are missing: apt-get install containernetworking-plugins")
 
+	// One cluster at a time on a machine: the kubelet and containerd write
+	// to fixed host paths and cgroups, which a second node would share.
+	unlock, err := lockMachine(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(unlock) // runs after the teardown registered below
+
 	// A short path: containerd's sockets must fit in sun_path.
 	dir, err := os.MkdirTemp("", "mk8s-")
 	if err != nil {
@@ -144,6 +152,24 @@ func Start(t testing.TB) *Cluster {
 		t.Fatalf("starting the Kubernetes cluster: %v\n%s", err, c.logTails())
 	}
 	return c
+}
+
+// lockMachine takes the machine-wide lock of test clusters, waiting while
+// another test process holds it.
+func lockMachine(t testing.TB) (func(), error) {
+	p := filepath.Join(os.TempDir(), "malocal-kubecluster.lock")
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the test clusters' lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Logf("another test cluster runs on this machine; waiting for it (%s)", p)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", p, err)
+		}
+	}
+	return func() { f.Close() }, nil
 }
 
 func (c *Cluster) path(p ...string) string { return filepath.Join(append([]string{c.Dir}, p...)...) }
