@@ -36,17 +36,27 @@ func (r *RegistryAuditor) Audit(ctx context.Context, repo, digest string) (passe
 	if err != nil {
 		return false, nil, fmt.Errorf("open %s@%s: %w", repo, digest, err)
 	}
-	rep, err := r.Auditor.Audit(ctx, img, r.Options)
+	rep, err := r.Report(ctx, img, repo+"@"+digest, r.Options)
 	if err != nil {
-		return false, nil, fmt.Errorf("audit %s@%s: %w", repo, digest, err)
-	}
-	rep.Image = repo + "@" + digest
-	if r.LogDir != "" {
-		if err := AppendLog(r.LogDir, rep); err != nil {
-			return false, nil, err
-		}
+		return false, nil, err
 	}
 	return rep.Verdict == Pass, Reasons(rep), nil
+}
+
+// Report audits img, named ref in the report, with opts (a cached verdict
+// serves unless opts.Force), and keeps its log in LogDir.
+func (r *RegistryAuditor) Report(ctx context.Context, img v1.Image, ref string, opts Options) (*Report, error) {
+	rep, err := r.Auditor.Audit(ctx, img, opts)
+	if err != nil {
+		return nil, fmt.Errorf("audit %s: %w", ref, err)
+	}
+	rep.Image = ref
+	if r.LogDir != "" {
+		if err := AppendLog(r.LogDir, rep); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
 }
 
 // Reasons renders a report's violations one line each.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -25,7 +26,7 @@ type RemoteSource struct {
 // Reference names repo at ref (a tag or a digest) in the registry.
 func (s RemoteSource) Reference(repo, ref string) (name.Reference, error) {
 	sep := ":"
-	if len(ref) > 7 && ref[:7] == "sha256:" {
+	if strings.Contains(ref, ":") { // a digest: a tag has no colon
 		sep = "@"
 	}
 	var opts []name.Option

@@ -68,11 +68,14 @@ func (e *Emulator) push(t testing.TB, repoTag string, img v1.Image) {
 	}
 }
 
-// fileLayer is a layer holding one file.
-func fileLayer(path, content string) v1.Layer {
+// fileLayer is a layer holding one root-owned file, mode 0644.
+func fileLayer(path, content string) v1.Layer { return modeLayer(path, content, 0o644) }
+
+// modeLayer is a layer holding one root-owned file of the given mode.
+func modeLayer(path, content string, mode int64) v1.Layer {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path, Mode: 0o644, Size: int64(len(content)), ModTime: time.Unix(0, 0)})
+	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path, Mode: mode, Size: int64(len(content)), ModTime: time.Unix(0, 0)})
 	tw.Write([]byte(content))
 	tw.Close()
 	data := buf.Bytes()

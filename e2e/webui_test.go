@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -22,10 +21,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/chromedp/chromedp"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/malocal/malocal/api"
 )
@@ -170,21 +167,6 @@ func count(lines []string, want string) int {
 	return n
 }
 
-// setuidLayer is a layer with a new root-owned setuid binary.
-func setuidLayer(t *testing.T) v1.Layer {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "usr/local/bin/rootme", Mode: 0o4755, Size: 3, ModTime: time.Unix(0, 0)})
-	tw.Write([]byte("#!\n"))
-	tw.Close()
-	data := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
 func TestConsoleAuditFailureAndImages(t *testing.T) {
 	RequireChromium(t)
 	e := Start(t)
@@ -194,7 +176,7 @@ func TestConsoleAuditFailureAndImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	// On the base, but it rewrites /etc/passwd and adds a setuid root file.
-	rogue, err := mutate.AppendLayers(base, fileLayer("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nwork:x:0:0::/home/work:/bin/sh\n"), setuidLayer(t))
+	rogue, err := mutate.AppendLayers(base, fileLayer("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nwork:x:0:0::/home/work:/bin/sh\n"), modeLayer("usr/local/bin/rootme", "#!\n", 0o4755))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,15 +57,9 @@ func (a auditAPI) AuditImage(ctx context.Context, repo, ref string) (*api.ImageA
 	}
 	opts := a.auditor.Options
 	opts.Force = true
-	rep, err := a.auditor.Auditor.Audit(ctx, img, opts)
+	rep, err := a.auditor.Report(ctx, img, repo+"@"+out.Digest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("auditing %s: %w", api.FormatImageRef(repo, ref), err)
-	}
-	rep.Image = repo + "@" + out.Digest
-	if a.auditor.LogDir != "" {
-		if err := audit.AppendLog(a.auditor.LogDir, rep); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	setReport(out, rep)
 	return out, nil

@@ -86,9 +86,12 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 	if err != nil {
 		return nil, err
 	}
+	objects, err := newObjectsAPI(e.service("s3").url(), creds)
+	if err != nil {
+		return nil, err
+	}
 	apiSrv := api.NewServer(apiBackend{Emulator: e, ImageBackend: e.svc.reg.APIBackend(), jobsAPI: jobsAPI{e.svc.jobs},
-		auditAPI:   e.auditAPI(),
-		objectsAPI: newObjectsAPI(e.service("s3").url(), creds)}, token)
+		auditAPI: e.auditAPI(), objectsAPI: objects}, token)
 	// The console's files at /, the API under its prefix, on one origin.
 	console := http.NewServeMux()
 	console.Handle(api.Prefix+"/", apiSrv)

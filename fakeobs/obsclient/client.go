@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -172,15 +173,56 @@ func (c *Client) List(ctx context.Context, u URL, recursive bool, fn func(Entry)
 
 // Cat writes one object to w.
 func (c *Client) Cat(ctx context.Context, u URL, w io.Writer) error {
-	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key)})
+	body, _, err := c.Open(ctx, u)
 	if err != nil {
-		return fmt.Errorf("get %s: %w", u, err)
+		return err
 	}
-	defer out.Body.Close()
-	if _, err := io.Copy(w, out.Body); err != nil {
+	defer body.Close()
+	if _, err := io.Copy(w, body); err != nil {
 		return fmt.Errorf("read %s: %w", u, err)
 	}
 	return nil
+}
+
+// Open returns one object's body and its entry (Size -1 when the store
+// did not say).
+func (c *Client) Open(ctx context.Context, u URL) (io.ReadCloser, Entry, error) {
+	out, err := c.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key)})
+	if err != nil {
+		return nil, Entry{}, fmt.Errorf("get %s: %w", u, err)
+	}
+	e := Entry{Key: u.Key, Size: -1, Modified: aws.ToTime(out.LastModified), ETag: strings.Trim(aws.ToString(out.ETag), `"`)}
+	if out.ContentLength != nil {
+		e.Size = *out.ContentLength
+	}
+	return out.Body, e, nil
+}
+
+// Stat returns one object's entry, or an error IsNotFound knows.
+func (c *Client) Stat(ctx context.Context, u URL) (Entry, error) {
+	out, err := c.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key)})
+	if err != nil {
+		return Entry{}, fmt.Errorf("head %s: %w", u, err)
+	}
+	return Entry{Key: u.Key, Size: aws.ToInt64(out.ContentLength), Modified: aws.ToTime(out.LastModified),
+		ETag: strings.Trim(aws.ToString(out.ETag), `"`)}, nil
+}
+
+// Put uploads size bytes of body as one object and returns its ETag. The
+// body is read once, as it comes: it is sent as UNSIGNED-PAYLOAD with no
+// checksum that would need it whole first, so it may be a network stream.
+// Meant for an endpoint on loopback or behind TLS.
+func (c *Client) Put(ctx context.Context, u URL, body io.Reader, size int64, contentType string) (string, error) {
+	in := &s3.PutObjectInput{Bucket: aws.String(u.Bucket), Key: aws.String(u.Key), Body: body, ContentLength: aws.Int64(size)}
+	if contentType != "" {
+		in.ContentType = aws.String(contentType)
+	}
+	out, err := c.s3.PutObject(ctx, in, s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware),
+		func(o *s3.Options) { o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired })
+	if err != nil {
+		return "", fmt.Errorf("put %s: %w", u, err)
+	}
+	return strings.Trim(aws.ToString(out.ETag), `"`), nil
 }
 
 // Remove deletes one object or, with recursive, every object under the
