@@ -102,7 +102,7 @@ func (c *Client) roundTrip(hc *http.Client, req *http.Request) (*http.Response, 
 		if json.Unmarshal(b, &e) != nil || e.Message == "" {
 			e.Message = fmt.Sprintf("%s %s: HTTP %d: %s", req.Method, strings.TrimPrefix(req.URL.Path, Prefix), resp.StatusCode, strings.TrimSpace(string(b)))
 		}
-		return nil, &RemoteError{Status: resp.StatusCode, Code: e.Code, Message: e.Message}
+		return nil, &RemoteError{Status: resp.StatusCode, Code: e.Code, Message: e.Message, Audit: e.Audit}
 	}
 	return resp, nil
 }

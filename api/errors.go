@@ -15,6 +15,7 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrForbidden    = errors.New("forbidden")
 	ErrUnavailable  = errors.New("not available")
+	ErrAuditFailed  = errors.New("the image failed the audit")
 )
 
 var classes = []struct {
@@ -28,6 +29,7 @@ var classes = []struct {
 	{ErrUnauthorized, "unauthorized", http.StatusUnauthorized},
 	{ErrForbidden, "forbidden", http.StatusForbidden},
 	{ErrUnavailable, "unavailable", http.StatusServiceUnavailable},
+	{ErrAuditFailed, "audit_failed", http.StatusUnprocessableEntity},
 }
 
 // statusOf maps an error to its wire code and HTTP status.
@@ -51,11 +53,24 @@ func errorOfStatus(status int) error {
 	return nil
 }
 
+// AuditError refuses a job whose image has a stored failing verdict; the
+// answer (422) carries the stored report.
+type AuditError struct {
+	Message string
+	Lines   []string // the audit report, one line each
+}
+
+func (e *AuditError) Error() string { return e.Message }
+
+// Unwrap makes it an ErrAuditFailed.
+func (e *AuditError) Unwrap() error { return ErrAuditFailed }
+
 // RemoteError is an error answered by the API.
 type RemoteError struct {
 	Status  int
 	Code    string
 	Message string
+	Audit   []string // the audit report of an audit_failed answer
 }
 
 func (e *RemoteError) Error() string { return e.Message }

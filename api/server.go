@@ -119,5 +119,10 @@ func writeError(w http.ResponseWriter, err error) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(ErrorBody{Code: code, Message: msg})
+	body := ErrorBody{Code: code, Message: msg}
+	var ae *AuditError
+	if errors.As(err, &ae) {
+		body.Audit = ae.Lines
+	}
+	json.NewEncoder(w).Encode(body)
 }

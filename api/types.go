@@ -28,6 +28,7 @@ type ServiceStatus struct {
 
 // ErrorBody is the JSON body of every API error.
 type ErrorBody struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Audit   []string `json:"audit,omitempty"` // audit_failed: the stored report
 }

@@ -17,7 +17,7 @@ import (
 
 func newUpCmd(g *globals) *cobra.Command {
 	cfg := emulator.Config{}
-	var logFormat, capMemory, gpus, quota, configFile string
+	var logFormat, capMemory, defMemory, gpus, quota, configFile string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the emulator: API and console, S3 API and registry, in one process",
@@ -54,6 +54,16 @@ Settings come from flags, then MALOCAL_* environment variables, then the
 					return fmt.Errorf("--capacity-memory: %w", err)
 				}
 				cfg.CapacityMemory = int64(m)
+			}
+			switch defMemory {
+			case "host":
+				cfg.DefaultMemory = emulator.HostMemory()
+			default:
+				m, err := api.ParseByteSize(defMemory)
+				if err != nil {
+					return fmt.Errorf("--default-memory: %w (or host: this machine's memory)", err)
+				}
+				cfg.DefaultMemory = int64(m)
 			}
 			if quota != "" {
 				q, err := api.ParseByteSize(quota)
@@ -98,6 +108,8 @@ Settings come from flags, then MALOCAL_* environment variables, then the
 	f.StringVar(&capMemory, "capacity-memory", os.Getenv("MALOCAL_CAPACITY_MEMORY"), "memory that running jobs may ask for together, e.g. 16g (env MALOCAL_CAPACITY_MEMORY; empty: no bound)")
 	f.StringVar(&gpus, "gpus", os.Getenv("MALOCAL_GPUS"), "GPU ids jobs may use, e.g. 0,1 (env MALOCAL_GPUS; default: from nvidia-smi -L; none: no GPUs)")
 	f.StringVar(&quota, "registry-quota", os.Getenv("MALOCAL_REGISTRY_QUOTA"), "disk the registry may use, e.g. 50g (env MALOCAL_REGISTRY_QUOTA; empty: no bound)")
+	f.Int64Var(&cfg.PidsLimit, "pids-limit", int64(envFloat("MALOCAL_PIDS_LIMIT", 4096)), "processes each job container may run; a task that hits it fails saying so (env MALOCAL_PIDS_LIMIT; 0: no bound)")
+	f.StringVar(&defMemory, "default-memory", cmp.Or(os.Getenv("MALOCAL_DEFAULT_MEMORY"), "host"), "memory bound of a job container whose flavor gives none, e.g. 8g (env MALOCAL_DEFAULT_MEMORY; host: this machine's memory; 0: no bound)")
 	f.DurationVar(&cfg.StopGrace, "stop-grace", envDuration("MALOCAL_STOP_GRACE", 10*time.Second), "time a stopped task gets between SIGTERM and SIGKILL (env MALOCAL_STOP_GRACE)")
 	f.StringVar(&cfg.Backend, "backend", cmp.Or(os.Getenv("MALOCAL_BACKEND"), emulator.BackendDocker), "where jobs run: docker (this machine) or kubernetes (env MALOCAL_BACKEND)")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", os.Getenv("MALOCAL_KUBECONFIG"), "kubeconfig of the cluster for --backend kubernetes (env MALOCAL_KUBECONFIG; default: $KUBECONFIG or ~/.kube/config)")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -17,7 +18,7 @@ import (
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/audit"
-	"github.com/malocal/malocal/docker"
+	"github.com/malocal/malocal/dockerbackend"
 	"github.com/malocal/malocal/fakeobs/obsclient"
 	"github.com/malocal/malocal/jobs"
 	"github.com/malocal/malocal/kube"
@@ -29,26 +30,35 @@ const (
 	BackendKubernetes = "kubernetes"
 )
 
-// jobBackend makes the backend that runs tasks, and the GPU ids jobs may
-// be given: this machine's for Docker, the cluster's count for Kubernetes.
-func (e *Emulator) jobBackend(ctx context.Context, eng *docker.Client, creds Credentials, st *jobStores) (jobs.Backend, []string, error) {
+// jobBackend makes the backend that runs tasks, and how many GPUs jobs
+// may use together: this machine's for Docker, the cluster's for Kubernetes.
+func (e *Emulator) jobBackend(ctx context.Context, creds Credentials, st *jobStores) (jobs.Backend, int, error) {
 	switch e.cfg.Backend {
 	case "", BackendDocker:
-		b := &jobs.DockerBackend{Engine: eng, Gateways: e.svc.gw, Registry: engineAddr(e.service("registry").ln.Addr()),
-			DataDir: e.dd.Path, StopGrace: e.cfg.StopGrace}
-		b.Creds.AccessKey, b.Creds.SecretKey, b.Creds.Region = creds.AccessKey, creds.SecretKey, creds.Region
+		eng, err := dockerbackend.Connect()
+		if err != nil {
+			return nil, 0, err
+		}
 		gpus := e.cfg.GPUs
 		if gpus == nil {
 			gpus = detectGPUs(ctx)
 		}
-		return b, gpus, nil
+		b := dockerbackend.New(dockerbackend.Config{Engine: eng, Gateways: e.svc.gw, Registry: engineAddr(e.service("registry").ln.Addr()),
+			AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region,
+			DataDir: e.dd.Path, StopGrace: e.cfg.StopGrace, GPUs: gpus,
+			PidsLimit: e.cfg.PidsLimit, DefaultMemory: e.cfg.DefaultMemory})
+		return b, len(gpus), nil
 	case BackendKubernetes:
 		return e.kubeBackend(ctx, creds, st)
 	}
-	return nil, nil, fmt.Errorf("--backend %q: use %s or %s", e.cfg.Backend, BackendDocker, BackendKubernetes)
+	return nil, 0, fmt.Errorf("--backend %q: use %s or %s", e.cfg.Backend, BackendDocker, BackendKubernetes)
 }
 
-func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobStores) (jobs.Backend, []string, error) {
+// unknownGPUs stands for a cluster whose nodes may not be listed: the
+// scheduler, not malocal, decides whether GPUs are free.
+const unknownGPUs = math.MaxInt32
+
+func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobStores) (jobs.Backend, int, error) {
 	c := e.cfg
 	// An external store or registry replaces ours: the nodes reach it, not us.
 	obs, reg := c.AdvertiseOBS, c.AdvertiseRegistry
@@ -60,41 +70,32 @@ func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobSt
 		reg = st.registry
 	}
 	if obs == "" || reg == "" {
-		return nil, nil, fmt.Errorf("--backend kubernetes needs --advertise-obs URL and --advertise-registry HOST:PORT: " +
+		return nil, 0, fmt.Errorf("--backend kubernetes needs --advertise-obs URL and --advertise-registry HOST:PORT: " +
 			"the addresses at which the cluster's nodes reach this emulator's S3 API and registry " +
 			"(make it listen there with --s3-addr and --registry-addr), or --external-obs URL and " +
 			"--external-registry HOST:PORT: an existing S3 store and registry the nodes reach instead")
 	}
 	if st.s3Endpoint == "" {
 		if err := checkURL("--advertise-obs", obs); err != nil {
-			return nil, nil, err
+			return nil, 0, err
 		}
 	}
 	if st.registry == "" {
 		if err := checkHostPort("--advertise-registry", reg); err != nil {
-			return nil, nil, err
+			return nil, 0, err
 		}
 	}
 	client, ns, err := kube.Connect(ctx, kube.Config{Kubeconfig: c.Kubeconfig, Namespace: c.Namespace})
 	if err != nil {
-		return nil, nil, err
+		return nil, 0, err
 	}
 	n, err := kube.ClusterGPUs(ctx, client)
 	if err != nil {
-		return nil, nil, err
-	}
-	unknown := n < 0
-	if unknown {
-		// Nodes may not be listed: let the cluster's scheduler decide.
-		n = 1024
-	}
-	gpus := make([]string, n)
-	for i := range gpus {
-		gpus[i] = fmt.Sprintf("cluster-%d", i)
+		return nil, 0, err
 	}
 	gpuNote := strconv.Itoa(n)
-	if unknown {
-		gpuNote = "unknown (nodes not listable): the scheduler decides"
+	if n < 0 {
+		n, gpuNote = unknownGPUs, "unknown (nodes not listable): the scheduler decides"
 	}
 	e.log.Info("jobs run on Kubernetes", "namespace", ns, "gpus", gpuNote, "obs", obs, "registry", reg)
 	return &kube.Backend{
@@ -103,7 +104,7 @@ func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobSt
 			AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region,
 			DataDir: e.dd.Path, Instance: kube.Instance(e.dd.Path), StopGrace: c.StopGrace},
 		PendingLimit: c.PendingLimit,
-	}, gpus, nil
+	}, n, nil
 }
 
 func checkURL(flag, v string) error {

@@ -36,6 +36,12 @@ type Config struct {
 	CapacityMemory int64
 	// StopGrace is how long a stopped task gets between SIGTERM and SIGKILL.
 	StopGrace time.Duration
+	// PidsLimit bounds the processes of each job container; 0: no bound
+	// (`malocal up` defaults to 4096).
+	PidsLimit int64
+	// DefaultMemory bounds a job container's memory when its flavor gives
+	// none; 0: no bound (`malocal up` defaults to the host's memory).
+	DefaultMemory int64
 	// Backend is where jobs run: "docker" (default) or "kubernetes".
 	Backend string
 	// Kubeconfig and Namespace choose the cluster for the kubernetes

@@ -11,7 +11,6 @@ import (
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/audit"
 	"github.com/malocal/malocal/baseimage"
-	"github.com/malocal/malocal/docker"
 	"github.com/malocal/malocal/fakeobs"
 	"github.com/malocal/malocal/fakeobs/obsclient"
 	"github.com/malocal/malocal/jobs"
@@ -78,15 +77,11 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 		Auditor: audit.NewAuditor(audit.CatalogFile(baseimage.OpenCatalog(e.dd.Path).Path()), s.auditCache),
 		LogDir:  e.dd.Sub(auditLogDir),
 	}
-	eng, err := docker.New()
-	if err != nil {
-		return err
-	}
 	s3 := e.service("s3")
 	_, s3port, _ := net.SplitHostPort(s3.ln.Addr().String())
 	port, _ := strconv.Atoi(s3port)
 	s.gw = &gateways{log: e.log, handler: s.obs.Handler(), port: port, open: map[string]*gatewayListener{}}
-	backend, gpus, err := e.jobBackend(ctx, eng, creds, st)
+	backend, gpus, err := e.jobBackend(ctx, creds, st)
 	if err != nil {
 		return err
 	}
@@ -94,15 +89,15 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	s.cancelJobs = cancel
 	if s.jobs, err = jobs.NewManager(jctx, jobs.Config{
 		Store: s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
-		Images: st.images, Buckets: st.buckets, Uploader: st.uploader, Auditor: s.auditor,
+		Images: st.images, Buckets: st.buckets, Uploader: st.uploader, Auditor: jobAuditor{s.auditor},
 		Capacity: jobs.Capacity{CPUs: e.cfg.CapacityCPUs, Memory: e.cfg.CapacityMemory, GPUs: gpus},
 		Logger:   e.log.With("service", "jobs"),
 	}); err != nil {
 		return fmt.Errorf("resuming jobs: %w", err)
 	}
-	// Kubernetes logged its own count: its ids only stand for the cluster's.
-	if len(gpus) > 0 && e.cfg.Backend != BackendKubernetes {
-		e.log.Info("GPUs for jobs", "ids", gpus)
+	// Kubernetes logged its own count.
+	if gpus > 0 && e.cfg.Backend != BackendKubernetes {
+		e.log.Info("GPUs for jobs", "count", gpus)
 	}
 	return nil
 }
@@ -194,24 +189,6 @@ type apiBackend struct {
 	jobsAPI
 	auditAPI
 	objectsAPI
-}
-
-// jobsAPI adapts the job manager to api.JobBackend.
-type jobsAPI struct{ m *jobs.Manager }
-
-var _ api.JobBackend = jobsAPI{}
-
-func (j jobsAPI) SubmitJob(ctx context.Context, s api.JobSpec) (*api.Job, error) {
-	return j.m.Submit(ctx, s)
-}
-func (j jobsAPI) Jobs(ctx context.Context, status, name string) ([]*api.Job, error) {
-	return j.m.List(ctx, status, name)
-}
-func (j jobsAPI) Job(ctx context.Context, id string) (*api.Job, error)     { return j.m.Get(ctx, id) }
-func (j jobsAPI) StopJob(ctx context.Context, id string) (*api.Job, error) { return j.m.Stop(ctx, id) }
-func (j jobsAPI) DeleteJob(ctx context.Context, id string) error           { return j.m.Delete(ctx, id) }
-func (j jobsAPI) JobLogs(ctx context.Context, id string, task int, follow bool, fn func(api.LogLine) error) error {
-	return j.m.Logs(ctx, id, task, follow, fn)
 }
 
 func (e *Emulator) service(name string) *service {

@@ -10,9 +10,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/malocal/malocal/api"
-	"github.com/malocal/malocal/docker"
 )
 
 // taskLog appends one task's output to its file, one line per entry:
@@ -27,6 +24,8 @@ type taskLog struct {
 	resume time.Time
 }
 
+var _ TaskLog = (*taskLog)(nil)
+
 func logPath(dir, jobID string, task int) string {
 	return filepath.Join(dir, jobID, fmt.Sprintf("task-%d.log", task))
 }
@@ -40,9 +39,25 @@ func openTaskLog(dir, jobID string, task int) (*taskLog, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening task log: %w", err)
 	}
-	l := &taskLog{f: f}
-	l.resume = lastLogTime(p)
-	return l, nil
+	return &taskLog{f: f, resume: lastLogTime(p)}, nil
+}
+
+// appendLines writes lines of the platform's own (audit reports) to a
+// task's log, stamped now.
+func appendLines(dir, jobID string, task int, lines []string) error {
+	l, err := openTaskLog(dir, jobID, task)
+	if err != nil {
+		return err
+	}
+	l.resume = time.Time{}
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for _, s := range lines {
+		if err := l.write(0, []byte(now+" "+s+"\n")); err != nil {
+			l.Close()
+			return err
+		}
+	}
+	return l.Close()
 }
 
 // lastLogTime reads the time of the last line, so a re-attached follower
@@ -73,15 +88,31 @@ func lastLogTime(path string) time.Time {
 	return t
 }
 
-// WriteFrame implements docker.StreamWriter. With timestamps on, each
-// engine frame holds "<time> <text>".
-func (l *taskLog) WriteFrame(s docker.Stream, p []byte) error {
+// streamWriter is one of a task log's two streams.
+type streamWriter struct {
+	l   *taskLog
+	idx int
+}
+
+func (w streamWriter) Write(p []byte) (int, error) {
+	if err := w.l.write(w.idx, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (l *taskLog) Stdout() io.Writer { return streamWriter{l, 0} }
+func (l *taskLog) Stderr() io.Writer { return streamWriter{l, 1} }
+func (l *taskLog) Resume() time.Time { return l.resume }
+
+// write stores the complete "<time> <text>" lines of p, keeping a partial
+// last line for the next write.
+func (l *taskLog) write(idx int, p []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	tag := byte('O')
-	idx := 0
-	if s == docker.Stderr {
-		tag, idx = 'E', 1
+	if idx == 1 {
+		tag = 'E'
 	}
 	data := append(l.partial[idx], p...)
 	l.partial[idx] = nil
@@ -116,6 +147,7 @@ func (l *taskLog) WriteFrame(s docker.Stream, p []byte) error {
 	return err
 }
 
+// Close stores what is left of partial lines and closes the file.
 func (l *taskLog) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -132,8 +164,8 @@ func (l *taskLog) Close() error {
 	return l.f.Close()
 }
 
-func parseLogLine(task int, b []byte) api.LogLine {
-	l := api.LogLine{Task: task}
+func parseLogLine(task int, b []byte) LogLine {
+	l := LogLine{Task: task}
 	ts, rest, _ := bytes.Cut(b, []byte(" "))
 	l.Time, _ = time.Parse(time.RFC3339Nano, string(ts))
 	tag, text, _ := bytes.Cut(rest, []byte(" "))
@@ -145,7 +177,7 @@ func parseLogLine(task int, b []byte) api.LogLine {
 // followFile sends each complete line of a task's log to fn. With follow,
 // it keeps reading until done() says the task can write no more, and then
 // drains what is left; a follower that goes away loses nothing stored.
-func followFile(ctx context.Context, path string, task int, follow bool, done func() bool, fn func(api.LogLine) error) error {
+func followFile(ctx context.Context, path string, task int, follow bool, done func() bool, fn func(LogLine) error) error {
 	var f *os.File
 	for {
 		var err error
@@ -184,8 +216,7 @@ func followFile(ctx context.Context, path string, task int, follow bool, done fu
 		if !follow {
 			return nil
 		}
-		finished := done()
-		if finished {
+		if done() {
 			// One more read: the writer may have added lines before finishing.
 			if _, err := r.Peek(1); err == nil {
 				continue

@@ -5,9 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/malocal/malocal/api"
-	"github.com/malocal/malocal/docker"
 )
 
 func TestTaskLogSplitsStreamsAndSkipsWhatItHas(t *testing.T) {
@@ -18,9 +15,9 @@ func TestTaskLogSplitsStreamsAndSkipsWhatItHas(t *testing.T) {
 	}
 	t1 := "2026-01-01T00:00:01.000000001Z"
 	t2 := "2026-01-01T00:00:02.000000001Z"
-	l.WriteFrame(docker.Stdout, []byte(t1+" hello\n"+t2+" par"))
-	l.WriteFrame(docker.Stdout, []byte("tial\n"))
-	l.WriteFrame(docker.Stderr, []byte(t2+" oops\n"))
+	l.Stdout().Write([]byte(t1 + " hello\n" + t2 + " par"))
+	l.Stdout().Write([]byte("tial\n"))
+	l.Stderr().Write([]byte(t2 + " oops\n"))
 	l.Close()
 
 	// A re-attached writer asks for lines since the last; repeats are dropped.
@@ -28,11 +25,11 @@ func TestTaskLogSplitsStreamsAndSkipsWhatItHas(t *testing.T) {
 	if want, _ := time.Parse(time.RFC3339Nano, t2); !l.resume.Equal(want) {
 		t.Errorf("resume %v", l.resume)
 	}
-	l.WriteFrame(docker.Stdout, []byte(t1+" hello\n"+"2026-01-01T00:00:03Z again\n"))
+	l.Stdout().Write([]byte(t1 + " hello\n" + "2026-01-01T00:00:03Z again\n"))
 	l.Close()
 
 	var got []string
-	followFile(context.Background(), logPath(dir, "job-1", 0), 0, false, func() bool { return true }, func(l api.LogLine) error {
+	followFile(context.Background(), logPath(dir, "job-1", 0), 0, false, func() bool { return true }, func(l LogLine) error {
 		s := l.Text
 		if l.Stderr {
 			s = "E:" + s
@@ -59,11 +56,11 @@ func TestFollowWaitsForLinesUntilDone(t *testing.T) {
 			default:
 				return false
 			}
-		}, func(l api.LogLine) error { got = append(got, l.Text); return nil })
+		}, func(l LogLine) error { got = append(got, l.Text); return nil })
 	}()
-	l.WriteFrame(docker.Stdout, []byte("2026-01-01T00:00:01Z one\n"))
+	l.Stdout().Write([]byte("2026-01-01T00:00:01Z one\n"))
 	time.Sleep(300 * time.Millisecond)
-	l.WriteFrame(docker.Stdout, []byte("2026-01-01T00:00:02Z two\n"))
+	l.Stdout().Write([]byte("2026-01-01T00:00:02Z two\n"))
 	l.Close()
 	close(done)
 	if err := <-finished; err != nil {

@@ -5,22 +5,18 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/malocal/malocal/api"
-	"github.com/malocal/malocal/docker"
 )
 
-func testJob(nodes, gpus int) *api.Job {
-	s := api.JobSpec{Name: "My Job_1", Image: "x:1", Nodes: nodes, AppURL: "s3://bkt/new/", DataURL: "obs://bkt/d/",
-		TrainURL: "s3://bkt/o/", Command: []string{"python", "t.py"}, Flavor: api.Flavor{CPUs: 2, Memory: 1 << 30, GPUs: gpus}}
+func testJob(nodes, gpus int) *Job {
+	s := Spec{Name: "My Job_1", Image: "x:1", Nodes: nodes, AppURL: "s3://bkt/new/", DataURL: "obs://bkt/d/",
+		TrainURL: "s3://bkt/o/", Command: []string{"python", "t.py"}, Flavor: Flavor{CPUs: 2, Memory: 1 << 30, GPUs: gpus}}
 	if err := Normalize(&s); err != nil {
 		panic(err)
 	}
-	return &api.Job{ID: "job-1234", Spec: s}
+	return &Job{ID: "job-1234", Spec: s}
 }
 
-var contract = Contract{S3Endpoint: "http://172.18.0.1:7081", AccessKey: "AK", SecretKey: "SK", Region: "r",
-	Image: "127.0.0.1:7082/x@sha256:abc", Network: "malocal-job-1234", DataDir: "/d"}
+var contract = Contract{S3Endpoint: "http://172.18.0.1:7081", AccessKey: "AK", SecretKey: "SK", Region: "r"}
 
 func envMap(env []string) map[string]string {
 	m := map[string]string{}
@@ -33,7 +29,7 @@ func envMap(env []string) map[string]string {
 
 func TestEnvIsThePlatformContract(t *testing.T) {
 	j := testJob(3, 0)
-	env := envMap(Env(j, 1, contract, nil))
+	env := envMap(Env(j, 1, contract))
 	want := map[string]string{
 		"DLS_TASK_INDEX": "1", "DLS_TASK_NUMBER": "3", "DLS_APP_URL": "s3://bkt/new/", "DLS_DATA_URL": "obs://bkt/d/",
 		"DLS_TRAIN_URL": "s3://bkt/o/", "DLS_JOB_ID": "job-1234", "BATCH_JOB_ID": "job-1234",
@@ -55,93 +51,75 @@ func TestEnvIsThePlatformContract(t *testing.T) {
 	}
 }
 
-func TestContainerSpecResourcesAndGPUs(t *testing.T) {
-	j := testJob(2, 2)
-	c := ContainerSpec(j, 1, contract, []string{"2", "3"})
-	if c.Image != contract.Image || c.Hostname != "my-job-1-1" || c.HostConfig.NetworkMode != contract.Network {
-		t.Errorf("identity: %+v", c)
-	}
-	if c.HostConfig.NanoCPUs != 2e9 || c.HostConfig.Memory != 1<<30 {
-		t.Errorf("resources: %+v", c.HostConfig)
-	}
-	want := []docker.DeviceRequest{{Driver: "nvidia", DeviceIDs: []string{"2", "3"}, Capabilities: [][]string{{"gpu"}}}}
-	if len(c.HostConfig.DeviceRequests) != 1 || strings.Join(c.HostConfig.DeviceRequests[0].DeviceIDs, ",") != "2,3" ||
-		c.HostConfig.DeviceRequests[0].Capabilities[0][0] != want[0].Capabilities[0][0] {
-		t.Errorf("GPU requests: %+v", c.HostConfig.DeviceRequests)
-	}
-	env := envMap(c.Env)
-	if env["NVIDIA_VISIBLE_DEVICES"] != "2,3" || env["MA_NUM_GPUS"] != "2" {
-		t.Errorf("GPU env: %s %s", env["NVIDIA_VISIBLE_DEVICES"], env["MA_NUM_GPUS"])
-	}
-	if c.Labels[LabelJob] != "job-1234" || c.Labels[LabelTask] != "1" || c.Labels[LabelDataDir] != "/d" {
-		t.Errorf("labels: %v", c.Labels)
-	}
-	if len(c.NetworkingConfig.EndpointsConfig[contract.Network].Aliases) != 1 {
-		t.Errorf("no network alias: %+v", c.NetworkingConfig)
-	}
-	// Nothing that widens the container's reach.
-	if c.HostConfig.NetworkMode == "host" || len(c.HostConfig.SecurityOpt) == 0 {
-		t.Errorf("isolation: %+v", c.HostConfig)
-	}
-	// A CPU job gets no device request.
-	if d := ContainerSpec(testJob(1, 0), 0, contract, nil).HostConfig.DeviceRequests; len(d) != 0 {
-		t.Errorf("CPU job with device requests: %+v", d)
-	}
-}
-
 func TestOneStringCommandRunsInAShell(t *testing.T) {
 	j := testJob(1, 0)
 	j.Spec.Command = []string{"bash /home/work/run_train.sh python a.py --x 1"}
-	c := ContainerSpec(j, 0, contract, nil)
-	if strings.Join(c.Cmd, "|") != "/bin/sh|-c|bash /home/work/run_train.sh python a.py --x 1" {
-		t.Errorf("cmd %q", c.Cmd)
+	if c := Command(j.Spec); strings.Join(c, "|") != "/bin/sh|-c|bash /home/work/run_train.sh python a.py --x 1" {
+		t.Errorf("cmd %q", c)
 	}
 	j.Spec.Command = []string{"python", "a b.py"}
-	if c := ContainerSpec(j, 0, contract, nil); strings.Join(c.Cmd, "|") != "python|a b.py" {
-		t.Errorf("argv kept: %q", c.Cmd)
+	if c := Command(j.Spec); strings.Join(c, "|") != "python|a b.py" {
+		t.Errorf("argv kept: %q", c)
+	}
+}
+
+func TestEnvUsesTheJobsOwnKey(t *testing.T) {
+	j := testJob(1, 1)
+	j.AccessKey, j.SecretKey = "JOBAK", "JOBSK"
+	env := envMap(Env(j, 0, contract))
+	if env["AWS_ACCESS_KEY_ID"] != "JOBAK" || env["AWS_SECRET_ACCESS_KEY"] != "JOBSK" {
+		t.Errorf("keys: %s %s", env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+	}
+	if _, ok := env["NVIDIA_VISIBLE_DEVICES"]; ok {
+		t.Error("the core set GPU device ids: only a backend knows them")
+	}
+}
+
+func TestGrantsReadCodeAndDataWriteOutputAndLogs(t *testing.T) {
+	s := testJob(1, 0).Spec
+	s.LogURL = "s3://logs/l/"
+	got := Grants(s)
+	want := []Grant{{"bkt", "new/", false}, {"bkt", "d/", false}, {"bkt", "o/", true}, {"logs", "l/", true}}
+	if len(got) != len(want) {
+		t.Fatalf("grants %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("grant %d: %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }
 
 func TestNormalizeNamesTheField(t *testing.T) {
-	ok := api.JobSpec{Name: "a", Image: "i", Command: []string{"x"}, AppURL: "s3://bkt/a/"}
+	ok := Spec{Name: "a", Image: "i", Command: []string{"x"}, AppURL: "s3://bkt/a/"}
 	for _, c := range []struct {
-		change func(*api.JobSpec)
+		change func(*Spec)
 		field  string
 	}{
-		{func(s *api.JobSpec) { s.Name = " " }, "name:"},
-		{func(s *api.JobSpec) { s.Image = "" }, "image:"},
-		{func(s *api.JobSpec) { s.Command = []string{" "} }, "command:"},
-		{func(s *api.JobSpec) { s.Nodes = 65 }, "nodes:"},
-		{func(s *api.JobSpec) { s.AppURL = "" }, "app_url:"},
-		{func(s *api.JobSpec) { s.AppURL = "s3://UPPER/x" }, "app_url:"},
-		{func(s *api.JobSpec) { s.TrainURL = "s3://bkt/../x" }, "train_url:"},
-		{func(s *api.JobSpec) { s.Env = map[string]string{"DLS_TASK_INDEX": "9"} }, "env:"},
-		{func(s *api.JobSpec) { s.Env = map[string]string{"1x": "9"} }, "env:"},
-		{func(s *api.JobSpec) { s.Flavor.Memory = 1024 }, "flavor.memory:"},
-		{func(s *api.JobSpec) { s.Policy = "any" }, "policy:"},
-		{func(s *api.JobSpec) { s.Retries = 11 }, "retries:"},
-		{func(s *api.JobSpec) { s.Timeout = api.Duration(-time.Second) }, "timeout:"},
+		{func(s *Spec) { s.Name = " " }, "name:"},
+		{func(s *Spec) { s.Image = "" }, "image:"},
+		{func(s *Spec) { s.Command = []string{" "} }, "command:"},
+		{func(s *Spec) { s.Nodes = 65 }, "nodes:"},
+		{func(s *Spec) { s.AppURL = "" }, "app_url:"},
+		{func(s *Spec) { s.AppURL = "s3://UPPER/x" }, "app_url:"},
+		{func(s *Spec) { s.TrainURL = "s3://bkt/../x" }, "train_url:"},
+		{func(s *Spec) { s.Env = map[string]string{"DLS_TASK_INDEX": "9"} }, "env:"},
+		{func(s *Spec) { s.Env = map[string]string{"1x": "9"} }, "env:"},
+		{func(s *Spec) { s.Flavor.Memory = 1024 }, "flavor.memory:"},
+		{func(s *Spec) { s.Policy = "any" }, "policy:"},
+		{func(s *Spec) { s.Description = strings.Repeat("x", 1025) }, "description:"},
+		{func(s *Spec) { s.Retries = 11 }, "retries:"},
+		{func(s *Spec) { s.Timeout = -time.Second }, "timeout:"},
 	} {
 		s := ok
 		c.change(&s)
 		err := Normalize(&s)
-		if !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), c.field) {
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.field) {
 			t.Errorf("want an error naming %s, got %v", c.field, err)
 		}
 	}
 	s := ok
-	if err := Normalize(&s); err != nil || s.Nodes != 1 || s.Policy != api.PolicyAll || s.Port != api.DefaultPort {
+	if err := Normalize(&s); err != nil || s.Nodes != 1 || s.Policy != PolicyAll || s.Port != DefaultPort {
 		t.Errorf("defaults: %+v %v", s, err)
-	}
-}
-
-func TestParseByteSize(t *testing.T) {
-	for in, want := range map[string]api.ByteSize{"4g": 4 << 30, "512m": 512 << 20, "1Gi": 1 << 30, "100": 100, "1.5k": 1536} {
-		if got, err := api.ParseByteSize(in); err != nil || got != want {
-			t.Errorf("%s: %d %v", in, got, err)
-		}
-	}
-	if _, err := api.ParseByteSize("lots"); err == nil {
-		t.Error("lots parsed")
 	}
 }

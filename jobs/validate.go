@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-
-	"github.com/malocal/malocal/api"
 )
 
 // MaxNodes bounds a job's node count.
@@ -21,28 +19,31 @@ var reservedEnv = []string{"DLS_", "BATCH_", "MA_", "VC_", "AWS_ENDPOINT_URL", "
 
 // Normalize fills defaults into a spec and validates it. Each error names
 // the field and what is allowed.
-func Normalize(s *api.JobSpec) error {
+func Normalize(s *Spec) error {
 	s.Name = strings.TrimSpace(s.Name)
 	if s.Name == "" {
-		return api.Invalidf("name: required (letters, digits and dashes)")
+		return Invalidf("name: required (letters, digits and dashes)")
 	}
 	if len(s.Name) > 64 {
-		return api.Invalidf("name: at most 64 characters, got %d", len(s.Name))
+		return Invalidf("name: at most 64 characters, got %d", len(s.Name))
+	}
+	if len(s.Description) > 1024 {
+		return Invalidf("description: at most 1024 characters, got %d", len(s.Description))
 	}
 	if strings.TrimSpace(s.Image) == "" {
-		return api.Invalidf("image: required, a repository in malocal's registry such as eiwizard/my-train:1.0")
+		return Invalidf("image: required, a repository in malocal's registry such as eiwizard/my-train:1.0")
 	}
 	if len(s.Command) == 0 || strings.TrimSpace(strings.Join(s.Command, "")) == "" {
-		return api.Invalidf("command: required, for example: bash /home/work/run_train.sh python /home/work/user-job-dir/<app>/train.py")
+		return Invalidf("command: required, for example: bash /home/work/run_train.sh python /home/work/user-job-dir/<app>/train.py")
 	}
 	if s.Nodes == 0 {
 		s.Nodes = 1
 	}
 	if s.Nodes < 1 || s.Nodes > MaxNodes {
-		return api.Invalidf("nodes: must be between 1 and %d, got %d", MaxNodes, s.Nodes)
+		return Invalidf("nodes: must be between 1 and %d, got %d", MaxNodes, s.Nodes)
 	}
 	if s.AppURL == "" {
-		return api.Invalidf("app_url: required, the code dir in the object store, such as s3://bucket/new/")
+		return Invalidf("app_url: required, the code dir in the object store, such as s3://bucket/new/")
 	}
 	for _, f := range []struct {
 		name string
@@ -52,43 +53,43 @@ func Normalize(s *api.JobSpec) error {
 			continue
 		}
 		if _, _, err := ParseObjectURL(*f.val); err != nil {
-			return api.Invalidf("%s: %v", f.name, err)
+			return Invalidf("%s: %v", f.name, err)
 		}
 	}
 	for k := range s.Env {
 		if !envName.MatchString(k) {
-			return api.Invalidf("env: %q is not a valid variable name", k)
+			return Invalidf("env: %q is not a valid variable name", k)
 		}
 		for _, r := range reservedEnv {
 			if strings.HasPrefix(k, r) {
-				return api.Invalidf("env: %s is set by the platform and cannot be overridden", k)
+				return Invalidf("env: %s is set by the platform and cannot be overridden", k)
 			}
 		}
 	}
 	if s.Flavor.CPUs < 0 || s.Flavor.Memory < 0 || s.Flavor.GPUs < 0 {
-		return api.Invalidf("flavor: cpus, memory and gpus must not be negative")
+		return Invalidf("flavor: cpus, memory and gpus must not be negative")
 	}
 	if s.Flavor.Memory != 0 && s.Flavor.Memory < 6<<20 {
-		return api.Invalidf("flavor.memory: at least 6m (Docker's minimum), got %d bytes", s.Flavor.Memory)
+		return Invalidf("flavor.memory: at least 6m (Docker's minimum), got %d bytes", s.Flavor.Memory)
 	}
 	if s.Timeout < 0 {
-		return api.Invalidf("timeout: must not be negative")
+		return Invalidf("timeout: must not be negative")
 	}
 	switch s.Policy {
 	case "":
-		s.Policy = api.PolicyAll
-	case api.PolicyAll, api.PolicyIndex0:
+		s.Policy = PolicyAll
+	case PolicyAll, PolicyIndex0:
 	default:
-		return api.Invalidf("policy: %q is not one of all, index0", s.Policy)
+		return Invalidf("policy: %q is not one of all, index0", s.Policy)
 	}
 	if s.Retries < 0 || s.Retries > 10 {
-		return api.Invalidf("retries: must be between 0 and 10, got %d", s.Retries)
+		return Invalidf("retries: must be between 0 and 10, got %d", s.Retries)
 	}
 	if s.Port == 0 {
-		s.Port = api.DefaultPort
+		s.Port = DefaultPort
 	}
 	if s.Port < 1 || s.Port > 65535 {
-		return api.Invalidf("port: must be between 1 and 65535, got %d", s.Port)
+		return Invalidf("port: must be between 1 and 65535, got %d", s.Port)
 	}
 	return nil
 }

@@ -18,8 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/malocal/malocal/api"
-	"github.com/malocal/malocal/docker"
 	"github.com/malocal/malocal/jobs"
 )
 
@@ -45,158 +43,189 @@ type taskState struct {
 	following bool
 }
 
-// Run implements jobs.Backend.
-func (b *Backend) Run(ctx context.Context, j *api.Job, rec jobs.Recorder) jobs.Outcome {
-	name := ObjectName(j)
-	ns := b.Contract.Namespace
-	n := j.Spec.Nodes
-	failed := func(format string, a ...any) jobs.Outcome {
-		return jobs.Outcome{Status: api.StatusFailed, ExitCode: -1, Reason: fmt.Sprintf(format, a...)}
-	}
-	detached := func() bool { return errors.Is(context.Cause(ctx), jobs.ErrDetach) }
+// run is one Run of a job: its tasks' states and log streams.
+type run struct {
+	b     *Backend
+	j     *jobs.Job
+	r     jobs.Reporter
+	name  string
+	tasks []taskState
+	left  int
+	logs  sync.WaitGroup
+	lctx  context.Context
+}
 
-	hosts := Hosts(j)
-	for i := range n {
-		rec.Task(i, func(t *api.Task) { t.Host = hosts[i] })
+// Run implements jobs.Backend.
+func (b *Backend) Run(ctx context.Context, j *jobs.Job, r jobs.Reporter) error {
+	ru := &run{b: b, j: j, r: r, name: ObjectName(j), tasks: make([]taskState, j.Spec.Nodes)}
+	for i, t := range j.Tasks {
+		if t.Status.Final() {
+			ru.tasks[i].exited = true
+		} else {
+			ru.left++
+		}
 	}
+	if ru.left == 0 {
+		return nil
+	}
+	gone, err := b.ensure(ctx, j, r)
+	if err != nil {
+		if errors.Is(context.Cause(ctx), jobs.ErrDetach) {
+			return nil
+		}
+		return err
+	}
+	if gone {
+		for i := range ru.tasks {
+			if !ru.tasks[i].exited {
+				r.Exited(i, jobs.Exit{Code: -1, Reason: fmt.Sprintf("Job %s/%s was deleted from the cluster while the emulator was down", b.Contract.Namespace, ru.name)})
+			}
+		}
+		return nil
+	}
+	// Log streams outlive a stop (they drain what the tasks printed) but
+	// not a detach: the next start follows them again.
+	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer lcancel()
+	ru.lctx = lctx
+	err = ru.loop(ctx)
+	if errors.Is(context.Cause(ctx), jobs.ErrDetach) {
+		return nil // lcancel ends the streams
+	}
+	if ru.left > 0 {
+		ru.stop()
+	}
+	ru.logs.Wait()
+	return err
+}
+
+// ensure finds the attempt's Job in the cluster, or creates it with its
+// Service and Secrets. gone: it was made before a restart and deleted since.
+func (b *Backend) ensure(ctx context.Context, j *jobs.Job, r jobs.Reporter) (gone bool, err error) {
+	ns, name := b.Contract.Namespace, ObjectName(j)
+	hosts := Hosts(j)
 	existing, err := b.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		if existing.Labels[LabelJob] != j.ID {
-			return failed("the cluster already has a Job %s/%s that malocal did not make for this job; delete it or use another --namespace", ns, name)
+			return false, fmt.Errorf("the cluster already has a Job %s/%s that malocal did not make for this job; delete it or use another --namespace", ns, name)
 		}
-		rec.Event(fmt.Sprintf("re-attached to Job %s/%s in the cluster", ns, name))
+		r.Event(fmt.Sprintf("re-attached to Job %s/%s in the cluster", ns, name))
+		return false, nil
 	case apierrors.IsNotFound(err):
-		if j.Tasks[0].Container != "" {
-			return failed("Job %s/%s is gone from the cluster (deleted while the emulator was down)", ns, name)
+		for _, t := range j.Tasks {
+			if t.Container != "" {
+				r.Event(fmt.Sprintf("after the restart: Job %s/%s is gone from the cluster (deleted while the emulator was down): its tasks failed", ns, name))
+				return true, nil
+			}
+		}
+		for i := range j.Tasks {
+			j.Tasks[i].Host = hosts[i]
 		}
 		if err := b.create(ctx, j); err != nil {
-			if detached() {
-				return jobs.Outcome{Status: api.StatusRunning}
-			}
-			return failed("%v", err)
+			return false, err
 		}
-		rec.Event(fmt.Sprintf("created Job %s/%s (%d pods) and its headless Service", ns, name, n))
-	default:
-		if detached() {
-			return jobs.Outcome{Status: api.StatusRunning}
-		}
-		return failed("reading Job %s/%s: %v", ns, name, Explain(err))
+		r.Event(fmt.Sprintf("created Job %s/%s (%d pods) and its headless Service", ns, name, j.Spec.Nodes))
+		return false, nil
 	}
+	return false, fmt.Errorf("reading Job %s/%s: %w", ns, name, Explain(err))
+}
 
-	tasks := make([]taskState, n)
-	// Log streams outlive a stop (they drain what the tasks printed) but
-	// not a detach: the next start follows them again.
-	var logs sync.WaitGroup
-	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer lcancel()
-	out := jobs.Outcome{Status: api.StatusCompleted}
-	exited := 0
+// loop reads the pods until every task has exited, the cluster gives up
+// on the job, or ctx ends.
+func (ru *run) loop(ctx context.Context) error {
+	b, ns := ru.b, ru.b.Contract.Namespace
 	pendingSince, attached := time.Now(), time.Now()
 	tick := time.NewTicker(b.poll())
 	defer tick.Stop()
-	for decided := false; !decided; {
-		pods, err := b.pods(ctx, name)
+	for ru.left > 0 {
+		pods, err := b.pods(ctx, ru.name)
 		if err != nil && ctx.Err() == nil {
-			rec.Event("reading the job's pods: " + Explain(err).Error())
+			ru.r.Event("reading the job's pods: " + Explain(err).Error())
 		}
-		for _, p := range pods {
-			i, ok := taskIndex(p)
-			if !ok || i >= n {
-				continue
-			}
-			t := &tasks[i]
-			if t.uid != string(p.UID) {
-				*t = taskState{uid: string(p.UID)}
-				rec.Task(i, func(at *api.Task) { at.Container = p.Name; at.Status = "created" })
-			}
-			if reason := pullProblem(p); reason != "" {
-				out, decided = failed("task %d cannot start: %s", i, reason), true
-				break
-			}
-			if started(p) && !t.running {
-				t.running = true
-				now := time.Now().UTC()
-				rec.Task(i, func(at *api.Task) {
-					at.Status = "running"
-					if at.Started.IsZero() {
-						at.Started = now
-					}
-				})
-			}
-			if t.running && !t.following {
-				t.following = true
-				b.follow(lctx, &logs, rec, i, p.Name)
-			}
-			if code, done := exitCode(p); done && !t.exited {
-				t.exited = true
-				exited++
-				record(rec, i, code, "")
-				switch {
-				case j.Spec.Policy == api.PolicyIndex0 && i == 0:
-					decided = true
-					if code != 0 {
-						out = failed("task 0 exited with code %d", code)
-						out.ExitCode = code
-					}
-				case j.Spec.Policy != api.PolicyIndex0 && code != 0:
-					decided = true
-					out = failed("task %d exited with code %d", i, code)
-					out.ExitCode = code
-				case exited == n:
-					decided = true
-				}
-			}
+		if err := ru.observe(pods); err != nil {
+			return err
 		}
-		if decided {
-			break
+		if ru.left == 0 {
+			return nil
 		}
-		// The cluster ends a job by itself on its time limit.
-		if kj, err := b.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{}); err == nil {
-			if c := finished(kj); c != nil && exited < n && c.Type == batchv1.JobFailed {
-				if c.Reason == batchv1.JobReasonDeadlineExceeded {
-					out = jobs.Outcome{Status: api.StatusTimeout, ExitCode: 124, Reason: "time limit of " + time.Duration(j.Spec.Timeout).String() + " reached"}
-				} else {
-					out = failed("the cluster failed Job %s/%s: %s: %s", ns, name, c.Reason, c.Message)
-				}
-				break
-			}
-		} else if apierrors.IsNotFound(err) {
-			out = failed("Job %s/%s was deleted from the cluster", ns, name)
-			break
+		if err := ru.clusterGaveUp(ctx); err != nil {
+			return err
 		}
 		if len(pods) == 0 && err == nil && time.Since(attached) > b.pendingLimit() {
 			// Quota, admission or pod security refused them: the Job's
 			// events say which.
-			out = failed("the cluster made no pod for Job %s/%s within %s (see kubectl -n %s describe job %s)", ns, name, b.pendingLimit(), ns, name)
-			break
+			return fmt.Errorf("the cluster made no pod for Job %s/%s within %s (see kubectl -n %s describe job %s)", ns, ru.name, b.pendingLimit(), ns, ru.name)
 		}
 		if msg := unschedulable(pods); msg != "" && time.Since(pendingSince) > b.pendingLimit() {
-			out = failed("the cluster could not schedule the job's pods within %s: %s", b.pendingLimit(), msg)
-			break
+			return fmt.Errorf("the cluster could not schedule the job's pods within %s: %s", b.pendingLimit(), msg)
 		} else if msg == "" {
 			pendingSince = time.Now()
 		}
 		select {
 		case <-ctx.Done():
-			if detached() {
-				return jobs.Outcome{Status: api.StatusRunning} // lcancel ends the streams
-			}
-			out = jobs.Outcome{Status: api.StatusCanceled, ExitCode: -1, Reason: "stopped"}
-			decided = true
+			return nil
 		case <-tick.C:
 		}
 	}
-	if exited < n {
-		how := "deleting"
-		if j.Spec.Keep {
-			how = "suspending"
+	return nil
+}
+
+// observe reports what the pods show: new pods, running tasks (whose logs
+// it starts to follow) and exits.
+func (ru *run) observe(pods []*corev1.Pod) error {
+	for _, p := range pods {
+		i, ok := taskIndex(p)
+		if !ok || i >= len(ru.tasks) {
+			continue
 		}
-		rec.Event(fmt.Sprintf("stopping the %d tasks still running (%s Job %s/%s)", n-exited, how, ns, name))
-		b.stop(j, rec, tasks)
+		t := &ru.tasks[i]
+		if t.exited {
+			continue
+		}
+		if t.uid != string(p.UID) {
+			*t = taskState{uid: string(p.UID)}
+			ru.r.Created(i, p.Name, nil)
+		}
+		if reason := pullProblem(p); reason != "" {
+			return fmt.Errorf("task %d cannot start: %s", i, reason)
+		}
+		if started(p) && !t.running {
+			t.running = true
+			ru.r.Running(i, time.Now())
+		}
+		if t.running && !t.following {
+			t.following = true
+			ru.b.follow(ru.lctx, &ru.logs, ru.r, i, p.Name)
+		}
+		if e, done := exitOf(p); done {
+			t.exited = true
+			ru.left--
+			ru.r.Exited(i, e)
+		}
 	}
-	logs.Wait()
-	return out
+	return nil
+}
+
+// clusterGaveUp is the cluster's own end of the Job: its time limit
+// (jobs.ErrTimeLimit) or another failure.
+func (ru *run) clusterGaveUp(ctx context.Context) error {
+	ns := ru.b.Contract.Namespace
+	kj, err := ru.b.Client.BatchV1().Jobs(ns).Get(ctx, ru.name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("Job %s/%s was deleted from the cluster", ns, ru.name)
+	}
+	if err != nil {
+		return nil
+	}
+	c := finished(kj)
+	if c == nil || c.Type != batchv1.JobFailed {
+		return nil
+	}
+	if c.Reason == batchv1.JobReasonDeadlineExceeded {
+		return fmt.Errorf("the cluster ended Job %s/%s: %w", ns, ru.name, jobs.ErrTimeLimit)
+	}
+	return fmt.Errorf("the cluster failed Job %s/%s: %s: %s", ns, ru.name, c.Reason, c.Message)
 }
 
 func (b *Backend) poll() time.Duration {
@@ -213,8 +242,13 @@ func (b *Backend) pendingLimit() time.Duration {
 	return 5 * time.Minute
 }
 
-func (b *Backend) create(ctx context.Context, j *api.Job) error {
+func (b *Backend) create(ctx context.Context, j *jobs.Job) error {
 	ns := b.Contract.Namespace
+	for _, sec := range Secrets(j, b.Contract) {
+		if _, err := b.Client.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating Secret %s/%s: %w", ns, sec.Name, Explain(err))
+		}
+	}
 	svc := ServiceObject(j, b.Contract)
 	if _, err := b.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating Service %s/%s: %w", ns, svc.Name, Explain(err))
@@ -242,7 +276,7 @@ func (b *Backend) pods(ctx context.Context, name string) ([]*corev1.Pod, error) 
 
 // follow streams a pod's log into the task's log file until the container
 // ends; lines already stored (before a restart) are skipped by the file.
-func (b *Backend) follow(lctx context.Context, wg *sync.WaitGroup, rec jobs.Recorder, i int, pod string) {
+func (b *Backend) follow(lctx context.Context, wg *sync.WaitGroup, rec jobs.Reporter, i int, pod string) {
 	w, err := rec.Log(i)
 	if err != nil {
 		rec.Event(fmt.Sprintf("task %d: cannot store logs: %v", i, err))
@@ -260,7 +294,7 @@ func (b *Backend) follow(lctx context.Context, wg *sync.WaitGroup, rec jobs.Reco
 			}
 			s, err := pods.GetLogs(pod, opts).Stream(lctx)
 			if err == nil {
-				err = copyLines(s, w, &last)
+				err = copyLines(s, w.Stdout(), &last)
 				s.Close()
 			}
 			// A stream can break while the task runs (API server restart,
@@ -286,7 +320,7 @@ func stillRunning(p *corev1.Pod) bool {
 // skipping those at or before *last (already stored by an earlier stream),
 // and moves *last on. Kubernetes merges stdout and stderr: every line is
 // stdout.
-func copyLines(r io.Reader, w docker.StreamWriter, last *time.Time) error {
+func copyLines(r io.Reader, w io.Writer, last *time.Time) error {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadBytes('\n')
@@ -300,7 +334,7 @@ func copyLines(r io.Reader, w docker.StreamWriter, last *time.Time) error {
 			}
 		}
 		if len(line) > 0 {
-			if werr := w.WriteFrame(docker.Stdout, line); werr != nil {
+			if _, werr := w.Write(line); werr != nil {
 				return werr
 			}
 		}
@@ -315,11 +349,17 @@ func copyLines(r io.Reader, w docker.StreamWriter, last *time.Time) error {
 
 // stop deletes the Job with foreground propagation (or, for a job that
 // asked to keep its objects, suspends it: the cluster ends its running
-// pods and keeps the rest) and records how the remaining tasks ended.
-func (b *Backend) stop(j *api.Job, rec jobs.Recorder, tasks []taskState) {
+// pods and keeps the rest) and reports how the remaining tasks ended.
+func (ru *run) stop() {
+	b, j := ru.b, ru.j
 	ctx, cancel := context.WithTimeout(context.Background(), b.Contract.StopGrace+time.Minute)
 	defer cancel()
-	ns, name := b.Contract.Namespace, ObjectName(j)
+	ns, name := b.Contract.Namespace, ru.name
+	how := "deleting"
+	if j.Spec.Keep {
+		how = "suspending"
+	}
+	ru.r.Event(fmt.Sprintf("stopping the %d tasks still running (%s Job %s/%s)", ru.left, how, ns, name))
 	var err error
 	if j.Spec.Keep {
 		_, err = b.Client.BatchV1().Jobs(ns).Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"suspend":true}}`), metav1.PatchOptions{})
@@ -328,55 +368,46 @@ func (b *Backend) stop(j *api.Job, rec jobs.Recorder, tasks []taskState) {
 		err = b.Client.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &fg})
 	}
 	if err != nil && !apierrors.IsNotFound(err) {
-		rec.Event(fmt.Sprintf("stopping Job %s/%s: %v", ns, name, Explain(err)))
+		ru.r.Event(fmt.Sprintf("stopping Job %s/%s: %v", ns, name, Explain(err)))
 	}
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && ru.left > 0 {
 		pods, err := b.pods(ctx, name)
 		if err == nil {
-			left := false
+			pending := false
 			for _, p := range pods {
 				i, ok := taskIndex(p)
-				if !ok || i >= len(tasks) || tasks[i].exited {
+				if !ok || i >= len(ru.tasks) || ru.tasks[i].exited {
 					continue
 				}
-				if code, done := exitCode(p); done {
-					tasks[i].exited = true
-					record(rec, i, code, "stopped")
+				if e, done := exitOf(p); done {
+					ru.exit(i, e)
 					continue
 				}
-				left = true
+				pending = true
 			}
-			if !left {
+			if !pending {
 				break
 			}
 		}
 		time.Sleep(b.poll())
 	}
-	for i := range tasks {
-		if !tasks[i].exited {
-			record(rec, i, -1, "stopped")
+	for i := range ru.tasks {
+		if !ru.tasks[i].exited {
+			ru.exit(i, jobs.Exit{Code: -1})
 		}
 	}
 }
 
-func record(rec jobs.Recorder, i, code int, status string) {
-	rec.Task(i, func(t *api.Task) {
-		t.ExitCode = &code
-		t.Finished = time.Now().UTC()
-		switch {
-		case status != "":
-			t.Status = status
-		case code == 0:
-			t.Status = "succeeded"
-		default:
-			t.Status = "failed"
-		}
-	})
+func (ru *run) exit(i int, e jobs.Exit) {
+	ru.tasks[i].exited = true
+	ru.left--
+	e.Stopped = true
+	ru.r.Exited(i, e)
 }
 
 // Cleanup implements jobs.Backend: it deletes the attempt's Job (its pods
 // with it) and Service, unless the job asked to keep them.
-func (b *Backend) Cleanup(ctx context.Context, j *api.Job) error {
+func (b *Backend) Cleanup(ctx context.Context, j *jobs.Job) error {
 	if j.Spec.Keep {
 		return nil
 	}
@@ -388,6 +419,11 @@ func (b *Backend) Cleanup(ctx context.Context, j *api.Job) error {
 	}
 	if err := b.Client.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("deleting Service %s/%s: %w", ns, name, Explain(err)))
+	}
+	for _, sec := range Secrets(j, b.Contract) {
+		if err := b.Client.CoreV1().Secrets(ns).Delete(ctx, sec.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("deleting Secret %s/%s: %w", ns, sec.Name, Explain(err)))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -415,18 +451,28 @@ func started(p *corev1.Pod) bool {
 	return s != nil && (s.State.Running != nil || s.State.Terminated != nil)
 }
 
-func exitCode(p *corev1.Pod) (int, bool) {
+// exitOf is how a pod's task ended, once it has.
+func exitOf(p *corev1.Pod) (jobs.Exit, bool) {
 	if s := taskStatus(p); s != nil && s.State.Terminated != nil {
-		return int(s.State.Terminated.ExitCode), true
+		term := s.State.Terminated
+		e := jobs.Exit{Code: int(term.ExitCode), At: term.FinishedAt.Time}
+		if term.Reason == "OOMKilled" {
+			e.Reason = fmt.Sprintf("killed for exceeding its memory limit (exit code %d)", term.ExitCode)
+		}
+		return e, true
 	}
 	switch p.Status.Phase {
 	case corev1.PodSucceeded:
-		return 0, true
+		return jobs.Exit{}, true
 	case corev1.PodFailed:
 		// Failed before its container ran (evicted, deleted, deadline).
-		return -1, true
+		reason := "the pod failed before its container ran"
+		if p.Status.Reason != "" {
+			reason += ": " + p.Status.Reason
+		}
+		return jobs.Exit{Code: -1, Reason: reason}, true
 	}
-	return 0, false
+	return jobs.Exit{}, false
 }
 
 // pullProblem says why a pod's image cannot be pulled or its container

@@ -38,6 +38,7 @@ func (p Permission) String() string {
 var Needed = []Permission{
 	{"batch", "jobs", "", "create"}, {"batch", "jobs", "", "get"}, {"batch", "jobs", "", "delete"}, {"batch", "jobs", "", "patch"},
 	{"", "services", "", "create"}, {"", "services", "", "delete"},
+	{"", "secrets", "", "create"}, {"", "secrets", "", "delete"},
 	{"", "pods", "", "list"}, {"", "pods", "log", "get"},
 }
 

@@ -5,6 +5,8 @@
 package kube
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -17,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/jobs"
 )
 
@@ -45,11 +46,14 @@ type Contract struct {
 	DataDir    string
 	Instance   string // label value naming this emulator
 	StopGrace  time.Duration
+	// RegistryAuth is the login the nodes pull job images with, through
+	// an imagePullSecret per job; empty: anonymous.
+	RegistryAuth jobs.RegistryAuth
 }
 
 // ObjectName is the Job's and the Service's name for a job's attempt:
 // a retry gets fresh objects, so a kept failed attempt stays inspectable.
-func ObjectName(j *api.Job) string {
+func ObjectName(j *jobs.Job) string {
 	if j.Attempt > 0 {
 		return fmt.Sprintf("malocal-%s-r%d", j.ID, j.Attempt)
 	}
@@ -58,7 +62,7 @@ func ObjectName(j *api.Job) string {
 
 // Hosts are the tasks' hostnames: "<job>-<k>.<service>", which the
 // cluster's DNS resolves from any pod of the namespace.
-func Hosts(j *api.Job) []string {
+func Hosts(j *jobs.Job) []string {
 	name := ObjectName(j)
 	out := make([]string, j.Spec.Nodes)
 	for k := range out {
@@ -68,16 +72,16 @@ func Hosts(j *api.Job) []string {
 }
 
 // Image is the reference the nodes pull.
-func Image(j *api.Job, registry string) string {
+func Image(j *jobs.Job, registry string) string {
 	return registry + "/" + j.ImageRepo + "@" + j.ImageDigest
 }
 
-func labels(j *api.Job, c Contract) map[string]string {
+func labels(j *jobs.Job, c Contract) map[string]string {
 	return map[string]string{LabelJob: j.ID, LabelInstance: c.Instance, LabelManaged: "true"}
 }
 
 // ServiceObject is the headless Service that makes task hostnames resolve.
-func ServiceObject(j *api.Job, c Contract) *corev1.Service {
+func ServiceObject(j *jobs.Job, c Contract) *corev1.Service {
 	name := ObjectName(j)
 	port := int32(j.Spec.Port)
 	return &corev1.Service{
@@ -96,7 +100,7 @@ func ServiceObject(j *api.Job, c Contract) *corev1.Service {
 // JobObject is the Indexed Job of a job's attempt: a pure function of the
 // job, so it is tested without a cluster. now is when it is created, for
 // the time limit that remains.
-func JobObject(j *api.Job, c Contract, now time.Time) *batchv1.Job {
+func JobObject(j *jobs.Job, c Contract, now time.Time) *batchv1.Job {
 	s := j.Spec
 	name := ObjectName(j)
 	n := int32(s.Nodes)
@@ -135,12 +139,25 @@ func JobObject(j *api.Job, c Contract, now time.Time) *batchv1.Job {
 			},
 		},
 	}
-	if d := time.Duration(s.Timeout); d > 0 && !j.Started.IsZero() {
+	if j.AccessKey != "" {
+		// The job's own key, from its Secret rather than the pod spec.
+		c := &job.Spec.Template.Spec.Containers[0]
+		for k := range c.Env {
+			switch c.Env[k].Name {
+			case "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY":
+				c.Env[k] = fromSecret(c.Env[k].Name, SecretName(j), c.Env[k].Name)
+			}
+		}
+	}
+	if pullSecret(c) {
+		job.Spec.Template.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: PullSecretName(j)}}
+	}
+	if d := s.Timeout; d > 0 && !j.Started.IsZero() {
 		// The limit counts from the job's first start, across retries.
 		left := int64(math.Ceil(j.Started.Add(d).Sub(now).Seconds()))
 		job.Spec.ActiveDeadlineSeconds = new(max(left, 1))
 	}
-	if s.Policy == api.PolicyIndex0 {
+	if s.Policy == jobs.PolicyIndex0 {
 		// Task 0 decides: its success ends the job (the rest are stopped);
 		// a failed peer does not fail the job on its own.
 		job.Spec.BackoffLimit = nil
@@ -150,7 +167,7 @@ func JobObject(j *api.Job, c Contract, now time.Time) *batchv1.Job {
 	return job
 }
 
-func resources(f api.Flavor) corev1.ResourceRequirements {
+func resources(f jobs.Flavor) corev1.ResourceRequirements {
 	rl := corev1.ResourceList{}
 	if f.CPUs > 0 {
 		rl[corev1.ResourceCPU] = *resource.NewMilliQuantity(int64(math.Round(f.CPUs*1000)), resource.DecimalSI)
@@ -171,10 +188,10 @@ func resources(f api.Flavor) corev1.ResourceRequirements {
 // PodEnv is jobs.Env for the pod template that every task shares: the
 // values that differ per task come from the pod itself (its completion
 // index and IP) through the downward API.
-func PodEnv(j *api.Job, c Contract) []corev1.EnvVar {
+func PodEnv(j *jobs.Job, c Contract) []corev1.EnvVar {
 	hosts := Hosts(j)
 	base := jobs.Env(j, 0, jobs.Contract{S3Endpoint: c.S3Endpoint, AccessKey: c.AccessKey, SecretKey: c.SecretKey,
-		Region: c.Region, Hosts: hosts}, nil)
+		Region: c.Region, Hosts: hosts})
 	name := ObjectName(j)
 	index := "$(DLS_TASK_INDEX)"
 	perTask := map[string]string{
@@ -220,6 +237,11 @@ func PodEnv(j *api.Job, c Contract) []corev1.EnvVar {
 	return append(filtered, rest...)
 }
 
+func fromSecret(name, secret, key string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
+}
+
 func fromField(name, path string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 }
@@ -238,4 +260,34 @@ func taskIndex(p *corev1.Pod) (int, bool) {
 	}
 	i, err := strconv.Atoi(v)
 	return i, err == nil
+}
+
+// SecretName is the Secret holding a job's own object-store key.
+func SecretName(j *jobs.Job) string { return "malocal-" + j.ID + "-key" }
+
+// PullSecretName is the imagePullSecret of a job's pods.
+func PullSecretName(j *jobs.Job) string { return "malocal-" + j.ID + "-pull" }
+
+func pullSecret(c Contract) bool { return c.RegistryAuth.Username != "" || c.RegistryAuth.Password != "" }
+
+// Secrets are the Secrets a job's pods need: its own object-store key
+// (when it has one) and the registry login (when there is one). They
+// belong to the job and are deleted with it.
+func Secrets(j *jobs.Job, c Contract) []*corev1.Secret {
+	var out []*corev1.Secret
+	meta := func(name string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Name: name, Namespace: c.Namespace, Labels: labels(j, c), Annotations: map[string]string{AnnotDataDir: c.DataDir}}
+	}
+	if j.AccessKey != "" {
+		out = append(out, &corev1.Secret{ObjectMeta: meta(SecretName(j)), Type: corev1.SecretTypeOpaque,
+			StringData: map[string]string{"AWS_ACCESS_KEY_ID": j.AccessKey, "AWS_SECRET_ACCESS_KEY": j.SecretKey}})
+	}
+	if pullSecret(c) {
+		auth := base64.StdEncoding.EncodeToString([]byte(c.RegistryAuth.Username + ":" + c.RegistryAuth.Password))
+		cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{c.Registry: map[string]string{
+			"username": c.RegistryAuth.Username, "password": c.RegistryAuth.Password, "auth": auth}}})
+		out = append(out, &corev1.Secret{ObjectMeta: meta(PullSecretName(j)), Type: corev1.SecretTypeDockerConfigJson,
+			Data: map[string][]byte{corev1.DockerConfigJsonKey: cfg}})
+	}
+	return out
 }

@@ -10,17 +10,16 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/jobs"
 )
 
-func testJob() *api.Job {
-	return &api.Job{ID: "job-0badcafe", ImageRepo: "team/train", ImageDigest: "sha256:abc",
+func testJob() *jobs.Job {
+	return &jobs.Job{ID: "job-0badcafe", ImageRepo: "team/train", ImageDigest: "sha256:abc",
 		Started: time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC),
-		Spec: api.JobSpec{Name: "Mnist PS", Nodes: 4, Port: 2222, AppURL: "s3://code/new/", DataURL: "obs://data/mnist/",
+		Spec: jobs.Spec{Name: "Mnist PS", Nodes: 4, Port: 2222, AppURL: "s3://code/new/", DataURL: "obs://data/mnist/",
 			TrainURL: "s3://out/", Command: []string{"python3 main.py --x=$(echo 1)"},
 			Env:    map[string]string{"EXTRA": "a $(b) c"},
-			Flavor: api.Flavor{CPUs: 1.5, Memory: 2 << 30, GPUs: 1}, Timeout: api.Duration(time.Hour)}}
+			Flavor: jobs.Flavor{CPUs: 1.5, Memory: 2 << 30, GPUs: 1}, Timeout: time.Hour}}
 }
 
 var testContract = Contract{Namespace: "ml", Registry: "10.0.0.5:7082", S3Endpoint: "http://10.0.0.5:7081",
@@ -65,7 +64,7 @@ func TestPodEnvIsTheContractOfEveryTask(t *testing.T) {
 	for i := range j.Spec.Nodes {
 		got := resolve(env, i, "10.1.0.9")
 		want := map[string]string{}
-		for _, kv := range jobs.Env(j, i, jobs.Contract{S3Endpoint: testContract.S3Endpoint, AccessKey: "AK", SecretKey: "SK", Region: "r1", Hosts: hosts}, nil) {
+		for _, kv := range jobs.Env(j, i, jobs.Contract{S3Endpoint: testContract.S3Endpoint, AccessKey: "AK", SecretKey: "SK", Region: "r1", Hosts: hosts}) {
 			k, v, _ := strings.Cut(kv, "=")
 			want[k] = v
 		}
@@ -123,7 +122,7 @@ func TestJobObject(t *testing.T) {
 		t.Errorf("labels %v / %v", kj.Labels, s.Template.Labels)
 	}
 
-	j.Spec.Policy = api.PolicyIndex0
+	j.Spec.Policy = jobs.PolicyIndex0
 	j.Attempt = 1
 	kj = JobObject(j, testContract, now)
 	if kj.Name != "malocal-job-0badcafe-r1" {

@@ -1,0 +1,5 @@
+package dockerbackend
+
+import "os"
+
+var getenv = os.Getenv
