@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
 	"github.com/malocal/malocal/api"
-	"github.com/malocal/malocal/docker"
 	"github.com/malocal/malocal/e2e"
 )
 
@@ -64,17 +66,18 @@ func BenchmarkJobStart(b *testing.B) {
 			report(b, running, done)
 		})
 		b.Run(fmt.Sprintf("docker-api/N=%d", n), func(b *testing.B) {
-			eng, err := docker.New()
+			eng, err := client.New(client.FromEnv)
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer eng.Close()
 			label := e2e.DockerLabel(b)
 			k, v, _ := strings.Cut(label, "=")
 			var running, done time.Duration
 			for i := range b.N {
 				start := time.Now()
 				net := fmt.Sprintf("bench-raw-%d-%d", n, i)
-				if _, err := eng.NetworkCreate(ctx, net, map[string]string{k: v}); err != nil {
+				if _, err := eng.NetworkCreate(ctx, net, client.NetworkCreateOptions{Driver: "bridge", Labels: map[string]string{k: v}}); err != nil {
 					b.Fatal(err)
 				}
 				ids := make([]string, n)
@@ -84,11 +87,12 @@ func BenchmarkJobStart(b *testing.B) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						ids[t], errs[t] = eng.ContainerCreate(ctx, fmt.Sprintf("%s-%d", net, t), docker.ContainerConfig{
-							Image: engineRef, Hostname: fmt.Sprintf("bench-%d", t), Cmd: taskCommand, Labels: map[string]string{k: v},
-							HostConfig: docker.HostConfig{NetworkMode: net}})
-						if errs[t] == nil {
-							errs[t] = eng.ContainerStart(ctx, ids[t])
+						c, err := eng.ContainerCreate(ctx, client.ContainerCreateOptions{Name: fmt.Sprintf("%s-%d", net, t),
+							Config:     &container.Config{Image: engineRef, Hostname: fmt.Sprintf("bench-%d", t), Cmd: taskCommand, Labels: map[string]string{k: v}},
+							HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(net)}})
+						ids[t], errs[t] = c.ID, err
+						if err == nil {
+							_, errs[t] = eng.ContainerStart(ctx, ids[t], client.ContainerStartOptions{})
 						}
 					}()
 				}
@@ -101,14 +105,21 @@ func BenchmarkJobStart(b *testing.B) {
 				running += time.Since(start)
 				for _, id := range ids {
 					wg.Add(1)
-					go func() { defer wg.Done(); eng.ContainerWait(ctx, id) }()
+					go func() {
+						defer wg.Done()
+						w := eng.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+						select {
+						case <-w.Result:
+						case <-w.Error:
+						}
+					}()
 				}
 				wg.Wait()
 				done += time.Since(start)
 				for _, id := range ids {
-					eng.ContainerRemove(ctx, id)
+					eng.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
 				}
-				eng.NetworkRemove(ctx, net)
+				eng.NetworkRemove(ctx, net, client.NetworkRemoveOptions{})
 			}
 			report(b, running, done)
 		})
