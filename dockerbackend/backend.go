@@ -231,7 +231,7 @@ func (b *Backend) attach(ctx context.Context, j *jobs.Job, r jobs.Reporter, c Co
 		}
 		if t.Container != "" {
 			// Made by an earlier run of the emulator, and gone since.
-			r.Exited(i, jobs.Exit{Code: -1, Reason: fmt.Sprintf("its container %.12s was removed while the emulator was down", t.Container)})
+			r.Exited(i, jobs.Exit{Code: -1, Reason: fmt.Sprintf("container %.12s is gone (removed while the emulator was down)", t.Container)})
 			notes = append(notes, fmt.Sprintf("task %d: container %.12s was removed while the emulator was down: failed", i, t.Container))
 			continue
 		}
@@ -285,9 +285,9 @@ func exitOf(st *container.State) jobs.Exit {
 	}
 	switch {
 	case st.OOMKilled:
-		e.Reason = fmt.Sprintf("killed for exceeding its memory limit (exit code %d)", st.ExitCode)
+		e.Reason = fmt.Sprintf("container was killed for exceeding its memory limit (exit code %d)", st.ExitCode)
 	case st.Error != "":
-		e.Reason = st.Error
+		e.Reason = "container failed: " + st.Error
 	}
 	return e
 }
@@ -411,7 +411,7 @@ func (b *Backend) wait(ctx context.Context, id string) jobs.Exit {
 	in, err := b.cfg.Engine.ContainerInspect(context.WithoutCancel(ctx), id, client.ContainerInspectOptions{})
 	if err != nil || in.Container.State == nil {
 		if code == -1 {
-			return jobs.Exit{Code: -1, Reason: "its container vanished"}
+			return jobs.Exit{Code: -1, Reason: "container vanished"}
 		}
 		return jobs.Exit{Code: code}
 	}

@@ -58,8 +58,10 @@ type Reporter interface {
 type Exit struct {
 	Code int
 	At   time.Time // when it ended; zero: now
-	// Reason says why, when not by the task's own exit (its container
-	// was removed, it was killed for memory).
+	// Reason says why, when not by the task's own exit, phrased to
+	// follow "task N's": "container abc is gone (removed while the
+	// emulator was down)", "container was killed for exceeding its
+	// memory limit".
 	Reason string
 	// Stopped: the backend stopped it (the run's context ended).
 	Stopped bool

@@ -59,7 +59,7 @@ func (b *fakeBackend) Run(ctx context.Context, j *Job, r Reporter) error {
 		if t.Container != "" && b.reattach != nil {
 			switch st := b.reattach[i]; {
 			case st == "gone":
-				r.Exited(i, Exit{Code: -1, Reason: "its container " + t.Container + " was removed while the emulator was down"})
+				r.Exited(i, Exit{Code: -1, Reason: "container " + t.Container + " is gone (removed while the emulator was down)"})
 				continue
 			case strings.HasPrefix(st, "exited:"):
 				var code int
@@ -653,7 +653,7 @@ func TestReattachAfterRestartTellsWhatHappenedToEachTask(t *testing.T) {
 	b.reattach, b.exitedAt = map[int]string{0: "running", 1: "exited:0", 2: "gone"}, exitedAt
 	e := startEnv(t, Config{Store: st, Backend: b, LogDir: filepath.Join(dir, "logs"), Images: fakeImages{}}, b)
 	got := e.waitFinal(t, j.ID)
-	if got.Status != StatusFailed || !strings.Contains(got.Reason, "task 2 failed: its container c2 was removed") {
+	if got.Status != StatusFailed || got.Reason != "task 2's container c2 is gone (removed while the emulator was down)" {
 		t.Errorf("job: %s %q", got.Status, got.Reason)
 	}
 	t1, t2 := got.Tasks[1], got.Tasks[2]

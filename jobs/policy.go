@@ -42,7 +42,7 @@ func exitOutcome(t Task) outcome {
 	}
 	reason := fmt.Sprintf("task %d exited with code %d", t.Index, code)
 	if t.Reason != "" {
-		reason = fmt.Sprintf("task %d failed: %s", t.Index, t.Reason)
+		reason = fmt.Sprintf("task %d's %s", t.Index, t.Reason)
 	}
 	return outcome{status: StatusFailed, code: code, reason: reason}
 }

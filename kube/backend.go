@@ -78,7 +78,7 @@ func (b *Backend) Run(ctx context.Context, j *jobs.Job, r jobs.Reporter) error {
 	if gone {
 		for i := range ru.tasks {
 			if !ru.tasks[i].exited {
-				r.Exited(i, jobs.Exit{Code: -1, Reason: fmt.Sprintf("Job %s/%s was deleted from the cluster while the emulator was down", b.Contract.Namespace, ru.name)})
+				r.Exited(i, jobs.Exit{Code: -1, Reason: fmt.Sprintf("pod is gone: Job %s/%s was deleted from the cluster while the emulator was down", b.Contract.Namespace, ru.name)})
 			}
 		}
 		return nil
@@ -457,7 +457,7 @@ func exitOf(p *corev1.Pod) (jobs.Exit, bool) {
 		term := s.State.Terminated
 		e := jobs.Exit{Code: int(term.ExitCode), At: term.FinishedAt.Time}
 		if term.Reason == "OOMKilled" {
-			e.Reason = fmt.Sprintf("killed for exceeding its memory limit (exit code %d)", term.ExitCode)
+			e.Reason = fmt.Sprintf("container was killed for exceeding its memory limit (exit code %d)", term.ExitCode)
 		}
 		return e, true
 	}
@@ -466,7 +466,7 @@ func exitOf(p *corev1.Pod) (jobs.Exit, bool) {
 		return jobs.Exit{}, true
 	case corev1.PodFailed:
 		// Failed before its container ran (evicted, deleted, deadline).
-		reason := "the pod failed before its container ran"
+		reason := "pod failed before its container ran"
 		if p.Status.Reason != "" {
 			reason += ": " + p.Status.Reason
 		}
