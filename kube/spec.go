@@ -268,7 +268,9 @@ func SecretName(j *jobs.Job) string { return "malocal-" + j.ID + "-key" }
 // PullSecretName is the imagePullSecret of a job's pods.
 func PullSecretName(j *jobs.Job) string { return "malocal-" + j.ID + "-pull" }
 
-func pullSecret(c Contract) bool { return c.RegistryAuth.Username != "" || c.RegistryAuth.Password != "" }
+func pullSecret(c Contract) bool {
+	return c.RegistryAuth.Username != "" || c.RegistryAuth.Password != ""
+}
 
 // Secrets are the Secrets a job's pods need: its own object-store key
 // (when it has one) and the registry login (when there is one). They
