@@ -30,6 +30,13 @@ type Backend interface {
 	Cleanup(ctx context.Context, j *Job) error
 }
 
+// HostNamer is an optional capability of a backend that names the tasks'
+// hosts itself (Kubernetes: pod hostname and subdomain, per attempt); the
+// core records those names in place of HostName's.
+type HostNamer interface {
+	Hosts(j *Job) []string
+}
+
 // ErrDetach is the cause of a run's context when the emulator shuts down:
 // a backend returns at once and leaves the tasks running.
 var ErrDetach = errors.New("emulator shutting down: tasks left running")

@@ -423,7 +423,18 @@ func (m *Manager) attempt(ctx context.Context, id string) (out outcome, detached
 	actx, decided := context.WithCancelCause(ctx)
 	defer decided(nil)
 	var jc *Job
-	m.locked(func(*batch) { jc = m.jobs[id].Clone() })
+	m.locked(func(b *batch) {
+		j := m.jobs[id]
+		if hn, ok := m.cfg.Backend.(HostNamer); ok {
+			if hosts := hn.Hosts(j); len(hosts) == len(j.Tasks) {
+				for i := range j.Tasks {
+					j.Tasks[i].Host = hosts[i]
+				}
+				m.save(b, j)
+			}
+		}
+		jc = j.Clone()
+	})
 	rep := &reporter{m: m, id: id, policy: jc.Spec.Policy, decided: decided}
 	rep.decideStored()
 	err := m.cfg.Backend.Run(actx, jc, rep)

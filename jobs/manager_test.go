@@ -799,3 +799,32 @@ func TestLogsFollowUntilTheJobEnds(t *testing.T) {
 		t.Errorf("task 5 of 2: %v", err)
 	}
 }
+
+// hostNamer is a backend that names its tasks' hosts.
+type hostNamer struct{ *fakeBackend }
+
+func (hostNamer) Hosts(j *Job) []string {
+	out := make([]string, j.Spec.Nodes)
+	for i := range out {
+		out[i] = fmt.Sprintf("h%d-a%d", i, j.Attempt)
+	}
+	return out
+}
+
+func TestABackendNamesItsHostsPerAttempt(t *testing.T) {
+	e := newEnv(t, nil)
+	e.cfg.Backend = hostNamer{e.b}
+	e.m.cfg.Backend = e.cfg.Backend
+	s := spec("hosts", 2)
+	s.Retries = 1
+	j := e.submit(t, s)
+	e.b.waitStarted(t, j.ID)
+	if got, _ := e.m.Get(context.Background(), j.ID); got.Tasks[1].Host != "h1-a0" {
+		t.Errorf("host %q", got.Tasks[1].Host)
+	}
+	e.b.exit(t, j.ID, 0, 1)
+	e.b.waitStarted(t, j.ID)
+	if got, _ := e.m.Get(context.Background(), j.ID); got.Tasks[1].Host != "h1-a1" {
+		t.Errorf("a retry's host %q", got.Tasks[1].Host)
+	}
+}

@@ -33,7 +33,13 @@ type Backend struct {
 	Poll time.Duration
 }
 
-var _ jobs.Backend = (*Backend)(nil)
+var (
+	_ jobs.Backend   = (*Backend)(nil)
+	_ jobs.HostNamer = (*Backend)(nil)
+)
+
+// Hosts implements jobs.HostNamer: the tasks' names in the cluster's DNS.
+func (b *Backend) Hosts(j *jobs.Job) []string { return Hosts(j) }
 
 // taskState is what the backend knows of one task's pod.
 type taskState struct {
@@ -103,7 +109,6 @@ func (b *Backend) Run(ctx context.Context, j *jobs.Job, r jobs.Reporter) error {
 // Service and Secrets. gone: it was made before a restart and deleted since.
 func (b *Backend) ensure(ctx context.Context, j *jobs.Job, r jobs.Reporter) (gone bool, err error) {
 	ns, name := b.Contract.Namespace, ObjectName(j)
-	hosts := Hosts(j)
 	existing, err := b.Client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case err == nil:
@@ -118,9 +123,6 @@ func (b *Backend) ensure(ctx context.Context, j *jobs.Job, r jobs.Reporter) (gon
 				r.Event(fmt.Sprintf("after the restart: Job %s/%s is gone from the cluster (deleted while the emulator was down): its tasks failed", ns, name))
 				return true, nil
 			}
-		}
-		for i := range j.Tasks {
-			j.Tasks[i].Host = hosts[i]
 		}
 		if err := b.create(ctx, j); err != nil {
 			return false, err
