@@ -29,7 +29,7 @@ func WaitReady(ctx context.Context, dataDir string, pid int, exited <-chan struc
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	last := fmt.Errorf("no runtime record in %s yet", dataDir)
+	var last error // why it is not ready yet
 	for {
 		r, err := readyOnce(ctx, dataDir, pid)
 		if err == nil {

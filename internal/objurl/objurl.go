@@ -64,7 +64,7 @@ func ParseStrict(s string) (URL, error) {
 	}
 	for _, part := range strings.Split(u.Key, "/") {
 		if part == ".." {
-			return URL{}, fmt.Errorf("%q: a path may not contain ..", s)
+			return URL{}, fmt.Errorf("%q: a path may not contain a \"..\" segment", s)
 		}
 	}
 	return u, nil

@@ -50,7 +50,7 @@ func TestParseStrict(t *testing.T) {
 		"s3://b/k":            "bucket name \"b\" is not valid",
 		"s3://My_Bucket/k":    "is not valid",
 		"s3://a..b/k":         "is not valid",
-		"s3://bucket/a/../b/": "may not contain ..",
+		"s3://bucket/a/../b/": `may not contain a ".." segment`,
 	} {
 		if _, err := objurl.ParseStrict(in); err == nil || !strings.Contains(err.Error(), wantErr) {
 			t.Errorf("ParseStrict(%q) error = %v, want one saying %q", in, err, wantErr)
