@@ -161,16 +161,6 @@ func (e *Emulator) waitReady(timeout time.Duration) error {
 // Client returns an API client with the emulator's token.
 func (e *Emulator) Client() *api.Client { return api.NewClient(e.API, e.Token) }
 
-// S3Env is the environment an S3 client needs to reach the object store.
-func (e *Emulator) S3Env() []string {
-	return []string{
-		"AWS_ENDPOINT_URL=http://" + e.S3,
-		"AWS_ACCESS_KEY_ID=" + e.Creds.AccessKey,
-		"AWS_SECRET_ACCESS_KEY=" + e.Creds.SecretKey,
-		"AWS_DEFAULT_REGION=" + e.Creds.Region,
-	}
-}
-
 // Log returns what the emulator printed so far.
 func (e *Emulator) Log() string { return e.log.String() }
 
