@@ -19,9 +19,13 @@ demo: build ## the main job: install what it needs, then both mnist examples end
 up: build ## build and start the emulator on the default data dir
 	$(BIN) up
 
-lint: ## go vet and gofmt
+STATICCHECK ?= $(HOME)/.cache/malocal/bin/staticcheck
+
+lint: ## go vet, gofmt and staticcheck (installed by .ci/install.sh)
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@test -x $(STATICCHECK) || { echo "staticcheck is missing: run bash .ci/install.sh (or set STATICCHECK)"; exit 1; }
+	$(STATICCHECK) ./...
 
 OCI_CONFORMANCE_BIN ?= $(HOME)/.cache/malocal/oci-conformance
 export OCI_CONFORMANCE_BIN

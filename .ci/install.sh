@@ -52,5 +52,17 @@ if [ ! -x "$conformance" ]; then
   sh .ci/conformance-install.sh "$conformance" >/dev/null
 fi
 
+# The linters of `make lint` (staticcheck) and the dead-code finder
+# (deadcode, run by hand: it reports, it does not fail), built once and cached.
+linters="$HOME/.cache/malocal/bin"
+if [ ! -x "$linters/staticcheck" ]; then
+  echo "installing staticcheck into $linters"
+  GOBIN="$linters" go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+fi
+if [ ! -x "$linters/deadcode" ]; then
+  echo "installing deadcode into $linters"
+  GOBIN="$linters" go install golang.org/x/tools/cmd/deadcode@v0.49.0
+fi
+
 # The Kubernetes binaries of the kube tests' cluster, built once and cached.
 bash .ci/k8s-install.sh >/dev/null

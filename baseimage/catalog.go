@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/malocal/malocal/internal/durable"
 )
 
 // CatalogFile is the name of the catalog in the data dir.
@@ -42,7 +44,9 @@ type catalogDoc struct {
 // Catalog is the list of official base builds, kept in one JSON file that
 // is replaced atomically (temp file, fsync, rename, fsync of the dir) on
 // every change. A Catalog is safe for concurrent use in one process; other
-// processes see either the old file or the new one.
+// processes see either the old file or the new one, and an Add takes a file
+// lock (bases.json.lock) for its read-modify-write, so that two processes
+// adding bases at once lose neither.
 type Catalog struct {
 	path string
 	mu   sync.Mutex
@@ -91,6 +95,11 @@ func (c *Catalog) Add(r Record, supersedes ...string) (Record, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	unlock, err := durable.Lock(c.path + ".lock")
+	if err != nil {
+		return Record{}, fmt.Errorf("base catalog: %w", err)
+	}
+	defer unlock()
 	doc, err := c.load()
 	if err != nil {
 		return Record{}, err
@@ -209,44 +218,7 @@ func (c *Catalog) Match(diffIDs []string) (Record, bool, error) {
 	return *best, true, nil
 }
 
-// writeFileAtomic writes data to path through a temp file in the same dir:
-// write, fsync, rename, fsync the dir. The temp file is removed on every
-// failure path.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+// writeFileAtomic writes data to path durably (durable.WriteFile).
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return durable.WriteFile(path, data, perm)
 }

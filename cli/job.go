@@ -213,17 +213,14 @@ func watchJob(ctx context.Context, c *api.Client, id string, follow bool, out, e
 }
 
 func jobResult(j *api.Job) error {
+	code := api.JobExitCode(j)
 	switch j.Status {
 	case api.StatusCompleted:
 		return nil
 	case api.StatusTimeout:
-		return &exitError{code: 124, err: errors.New("the job reached its time limit")}
+		return &exitError{code: code, err: errors.New("the job reached its time limit")}
 	case api.StatusAuditFailed:
-		return &exitError{code: 3, err: errors.New("the image failed the audit")}
-	}
-	code := 1
-	if j.ExitCode != nil && *j.ExitCode > 0 {
-		code = *j.ExitCode
+		return &exitError{code: code, err: errors.New("the image failed the audit")}
 	}
 	return &exitError{code: code, err: fmt.Errorf("job %s", j.Status)}
 }

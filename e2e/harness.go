@@ -144,60 +144,22 @@ func StartErr(t testing.TB, opts ...Option) (*Emulator, error) {
 }
 
 func (e *Emulator) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
+	r, err := emulator.WaitReady(context.Background(), e.DataDir, e.cmd.Process.Pid, e.done, timeout)
+	if err != nil {
 		select {
 		case <-e.done:
-			return fmt.Errorf("malocal up exited before it was ready: %v", e.err)
+			return fmt.Errorf("%w: %v", err, e.err)
 		default:
+			return err
 		}
-		if err := e.loadRuntime(); err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err = e.Client().Status(ctx)
-			cancel()
-			if err == nil {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
-	return fmt.Errorf("malocal up was not ready within %s", timeout)
-}
-
-func (e *Emulator) loadRuntime() error {
-	dd, err := emulator.OpenDataDir(e.DataDir)
-	if err != nil {
-		return err
-	}
-	rt, err := dd.Running()
-	if err != nil {
-		return err
-	}
-	if rt.PID != e.cmd.Process.Pid {
-		return fmt.Errorf("the data dir is held by pid %d, not by this emulator (pid %d)", rt.PID, e.cmd.Process.Pid)
-	}
-	if e.Creds, err = dd.Credentials(); err != nil {
-		return err
-	}
-	if e.Token, err = dd.Token(); err != nil {
-		return err
-	}
-	e.API, e.S3, e.Registry = rt.API, rt.S3, rt.Registry
+	e.Creds, e.Token = r.Creds, r.Token
+	e.API, e.S3, e.Registry = r.Runtime.API, r.Runtime.S3, r.Runtime.Registry
 	return nil
 }
 
 // Client returns an API client with the emulator's token.
 func (e *Emulator) Client() *api.Client { return api.NewClient(e.API, e.Token) }
-
-// S3Env is the environment an S3 client needs to reach the object store.
-func (e *Emulator) S3Env() []string {
-	return []string{
-		"AWS_ENDPOINT_URL=http://" + e.S3,
-		"AWS_ACCESS_KEY_ID=" + e.Creds.AccessKey,
-		"AWS_SECRET_ACCESS_KEY=" + e.Creds.SecretKey,
-		"AWS_DEFAULT_REGION=" + e.Creds.Region,
-	}
-}
 
 // Log returns what the emulator printed so far.
 func (e *Emulator) Log() string { return e.log.String() }

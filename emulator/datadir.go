@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/malocal/malocal/internal/durable"
 )
 
 // LayoutVersion is the version of the data dir layout this build writes.
@@ -172,45 +174,7 @@ func writeJSON(path string, v any, mode os.FileMode) error {
 }
 
 // WriteFileAtomic writes data to path so that readers see the old content
-// or the new, never a part: temp file, fsync, rename, fsync of the dir.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("creating temp file in %s: %w", dir, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err = f.Chmod(mode); err != nil {
-		return fmt.Errorf("chmod %s: %w", f.Name(), err)
-	}
-	if _, err = f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", f.Name(), err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", f.Name(), err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", f.Name(), err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("renaming into %s: %w", path, err)
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening %s to sync: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing dir %s: %w", dir, err)
-	}
-	return nil
+// or the new, never a part, and the new survives a crash (durable.WriteFile).
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return durable.WriteFile(path, data, mode)
 }

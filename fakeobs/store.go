@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/johannesboyne/gofakes3"
+
+	"github.com/malocal/malocal/internal/durable"
 )
 
 // On-disk layout under the root (bucket names cannot start with '.', so the
@@ -285,7 +287,7 @@ func (b *backend) CreateBucket(name string) error {
 		}
 		return fmt.Errorf("fakeobs: create bucket %s: %w", name, err)
 	}
-	if err := b.root.MkdirAll(path.Join(metaDir, name), 0o700); err != nil {
+	if err := b.mkdirAll(path.Join(metaDir, name)); err != nil {
 		return fmt.Errorf("fakeobs: create bucket %s meta: %w", name, err)
 	}
 	raw, _ := json.Marshal(bucketFile{Created: b.now().UTC()})
@@ -384,16 +386,15 @@ func (b *backend) bucketEmpty(name string) (bool, error) {
 
 // syncDir makes a rename or create inside dir durable.
 func (b *backend) syncDir(dir string) error {
-	f, err := b.root.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fakeobs: open dir %s for sync: %w", dir, err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("fakeobs: sync dir %s: %w", dir, err)
+	if err := durable.SyncDirIn(b.root, dir); err != nil {
+		return fmt.Errorf("fakeobs: %w", err)
 	}
 	return nil
 }
+
+// mkdirAll creates dir and its missing parents durably, so that an object
+// renamed into a new folder survives a crash with the folder.
+func (b *backend) mkdirAll(dir string) error { return durable.MkdirAllIn(b.root, dir, 0o700) }
 
 func randomName() string {
 	var buf [16]byte
@@ -493,7 +494,7 @@ func (b *backend) writeFile(name string, data []byte, durable bool) error {
 	} else if err := t.f.Close(); err != nil {
 		return fmt.Errorf("fakeobs: close %s: %w", name, err)
 	}
-	if err := b.root.MkdirAll(path.Dir(name), 0o700); err != nil {
+	if err := b.mkdirAll(path.Dir(name)); err != nil {
 		return fmt.Errorf("fakeobs: create dir for %s: %w", name, err)
 	}
 	if err := b.root.Rename(t.name, name); err != nil {
@@ -828,7 +829,7 @@ func (b *backend) commit(bucket, key string, t *tempFile, etag string, meta map[
 		if err := b.mkdirs(bucket, strings.TrimSuffix(key, "/")); err != nil {
 			return err
 		}
-		if err := b.root.MkdirAll(path.Dir(dst), 0o700); err != nil {
+		if err := b.mkdirAll(path.Dir(dst)); err != nil {
 			return diskError("create sidecar dir", err)
 		}
 	} else {
@@ -862,7 +863,7 @@ func (b *backend) mkdirs(bucket, dir string) error {
 	if dir == "." || dir == "" {
 		return nil
 	}
-	err := b.root.MkdirAll(bucket+"/"+dir, 0o700)
+	err := b.mkdirAll(bucket + "/" + dir)
 	if err == nil {
 		return nil
 	}

@@ -1,17 +1,17 @@
 package jobs
 
 import (
-	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/malocal/malocal/internal/objurl"
 )
 
 // MaxNodes bounds a job's node count.
 const MaxNodes = 64
 
 var (
-	bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // reservedEnv are set by the platform; users may not override them.
@@ -96,20 +96,6 @@ func Normalize(s *Spec) error {
 
 // ParseObjectURL splits s3://bucket/key or obs://bucket/key.
 func ParseObjectURL(u string) (bucket, key string, err error) {
-	rest, ok := strings.CutPrefix(u, "s3://")
-	if !ok {
-		if rest, ok = strings.CutPrefix(u, "obs://"); !ok {
-			return "", "", fmt.Errorf("%q is not an object store URL: use s3://bucket/path/ or obs://bucket/path/", u)
-		}
-	}
-	bucket, key, _ = strings.Cut(rest, "/")
-	if !bucketName.MatchString(bucket) || strings.Contains(bucket, "..") {
-		return "", "", fmt.Errorf("%q: bucket name %q is not valid (3-63 lowercase letters, digits, dots and dashes)", u, bucket)
-	}
-	for _, part := range strings.Split(key, "/") {
-		if part == ".." {
-			return "", "", fmt.Errorf("%q: a path may not contain ..", u)
-		}
-	}
-	return bucket, key, nil
+	ou, err := objurl.ParseStrict(u)
+	return ou.Bucket, ou.Key, err
 }

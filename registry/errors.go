@@ -26,7 +26,6 @@ func (e *apiError) Is(target error) bool {
 var (
 	errBlobUnknown         = &apiError{http.StatusNotFound, "BLOB_UNKNOWN", "blob unknown to registry"}
 	errBlobUploadUnknown   = &apiError{http.StatusNotFound, "BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry"}
-	errBlobUploadInvalid   = &apiError{http.StatusBadRequest, "BLOB_UPLOAD_INVALID", "blob upload invalid"}
 	errRangeInvalid        = &apiError{http.StatusRequestedRangeNotSatisfiable, "BLOB_UPLOAD_INVALID", "content range does not continue the upload"}
 	errDigestInvalid       = &apiError{http.StatusBadRequest, "DIGEST_INVALID", "provided digest did not match uploaded content"}
 	errManifestUnknown     = &apiError{http.StatusNotFound, "MANIFEST_UNKNOWN", "manifest unknown to registry"}

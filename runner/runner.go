@@ -18,10 +18,10 @@ import (
 
 // Exit codes of a run besides a failing task's own.
 const (
-	ExitError       = 1   // the run could not be set up or torn down
-	ExitAuditFailed = 3   // the image failed the audit
-	ExitTimeout     = 124 // the job reached its time limit
-	ExitInterrupted = 130 // ctx was canceled (Ctrl-C)
+	ExitError       = api.ExitCodeError       // the run could not be set up or torn down
+	ExitAuditFailed = api.ExitCodeAuditFailed // the image failed the audit
+	ExitTimeout     = api.ExitCodeTimeout     // the job reached its time limit
+	ExitInterrupted = api.ExitCodeInterrupted // ctx was canceled (Ctrl-C)
 )
 
 // DefaultBucket holds every run's code, data and output, under its run id.
@@ -335,20 +335,7 @@ func (r *run) waitFinal(ctx context.Context, limit time.Duration) (*api.Job, err
 
 // exitCode maps a final job to the run's exit code, as `job submit
 // --follow` does.
-func exitCode(j *api.Job) int {
-	switch j.Status {
-	case api.StatusCompleted:
-		return 0
-	case api.StatusTimeout:
-		return ExitTimeout
-	case api.StatusAuditFailed:
-		return ExitAuditFailed
-	}
-	if j.ExitCode != nil && *j.ExitCode > 0 {
-		return *j.ExitCode
-	}
-	return ExitError
-}
+func exitCode(j *api.Job) int { return api.JobExitCode(j) }
 
 func jobError(j *api.Job) error {
 	msg := fmt.Sprintf("job %s %s", j.ID, j.Status)

@@ -10,7 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/emulator"
 )
 
@@ -67,31 +66,21 @@ func StartEmulator(ctx context.Context, bin, dataDir, logPath string, args ...st
 		return nil, fmt.Errorf("starting malocal up: %w", err)
 	}
 	go func() { e.err = e.cmd.Wait(); close(e.done) }()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	ready, err := emulator.WaitReady(ctx, dataDir, e.cmd.Process.Pid, e.done, 90*time.Second)
+	if err != nil {
 		select {
 		case <-e.done:
-			return nil, fmt.Errorf("malocal up exited: %v\n%s", e.err, tail(logPath))
-		case <-ctx.Done():
+			err = fmt.Errorf("%w: %v", err, e.err)
+		default:
 			e.Stop(10 * time.Second)
+		}
+		if ctx.Err() != nil {
 			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
 		}
-		rt, token, creds, err := Running(dataDir)
-		if err == nil && rt.PID == e.cmd.Process.Pid {
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err = api.NewClient(rt.API, token).Status(sctx)
-			cancel()
-			if err == nil {
-				e.Runtime, e.Token, e.Creds = rt, token, creds
-				return e, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			e.Stop(10 * time.Second)
-			return nil, fmt.Errorf("malocal up was not ready within 90s\n%s", tail(logPath))
-		}
+		return nil, fmt.Errorf("%w\n%s", err, tail(logPath))
 	}
+	e.Runtime, e.Token, e.Creds = ready.Runtime, ready.Token, ready.Creds
+	return e, nil
 }
 
 // Stop ends the emulator with SIGTERM (SIGKILL after timeout) and waits.

@@ -2,7 +2,6 @@ package samples
 
 import (
 	"embed"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,9 +9,6 @@ import (
 
 //go:embed mnist/*.py
 var files embed.FS
-
-// FS returns the sample tree: mnist/*.py.
-func FS() fs.FS { return files }
 
 // The guide's layout in the object store and in the job's containers.
 const (

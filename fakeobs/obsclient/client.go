@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/malocal/malocal/internal/objurl"
 )
 
 // Config says where the object store is and how to transfer.
@@ -77,21 +79,14 @@ type URL struct {
 
 func (u URL) String() string { return "s3://" + u.Bucket + "/" + u.Key }
 
-// ParseURL parses s3://bucket/key or obs://bucket/key; remote is false for
-// anything else (a local path).
+// ParseURL parses s3://bucket/key or obs://bucket/key (objurl.Parse);
+// remote is false for anything else (a local path).
 func ParseURL(s string) (u URL, remote bool, err error) {
-	rest, ok := strings.CutPrefix(s, "s3://")
-	if !ok {
-		rest, ok = strings.CutPrefix(s, "obs://")
-	}
-	if !ok {
+	if !objurl.Is(s) {
 		return URL{}, false, nil
 	}
-	u.Bucket, u.Key, _ = strings.Cut(rest, "/")
-	if u.Bucket == "" {
-		return URL{}, true, fmt.Errorf("%q: no bucket name", s)
-	}
-	return u, true, nil
+	ou, err := objurl.Parse(s)
+	return URL(ou), true, err
 }
 
 // Bucket is one entry of ListBuckets.
