@@ -30,6 +30,7 @@ type options struct {
 	log   *slog.Logger
 	quota int64
 	grace time.Duration
+	creds *Credentials
 }
 
 // Option configures New.
@@ -54,8 +55,9 @@ func WithGCGrace(d time.Duration) Option { return func(o *options) { o.grace = d
 
 // Registry is a persistent OCI distribution registry.
 type Registry struct {
-	s   *store
-	log *slog.Logger
+	s    *store
+	log  *slog.Logger
+	auth *auth // nil: open to anyone
 }
 
 // New opens (creating it 0700 if needed) the registry stored under root.
@@ -73,15 +75,31 @@ func New(root string, opts ...Option) (*Registry, error) {
 	if root == "" {
 		return nil, fmt.Errorf("registry: empty root")
 	}
+	var a *auth
+	if o.creds != nil {
+		var err error
+		if a, err = newAuth(*o.creds); err != nil {
+			return nil, err
+		}
+	}
 	s, err := openStore(root, o.quota, o.grace, o.log)
 	if err != nil {
 		return nil, err
 	}
-	return &Registry{s: s, log: o.log}, nil
+	return &Registry{s: s, log: o.log, auth: a}, nil
 }
 
-// Handler serves the OCI distribution API; mount it at the site root.
-func (r *Registry) Handler() http.Handler { return http.HandlerFunc(r.serveHTTP) }
+// Handler serves the OCI distribution API, and the token endpoint at
+// TokenPath when the registry has credentials; mount it at the site root.
+func (r *Registry) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r.auth != nil && req.URL.Path == TokenPath {
+			r.auth.serveToken(w, req)
+			return
+		}
+		r.serveHTTP(w, req)
+	})
+}
 
 // Close releases the registry. Every acknowledged write is already on disk,
 // so there is nothing to flush.
