@@ -55,7 +55,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 		return fmt.Errorf("opening the object store: %w", err)
 	}
 	if s.reg, err = registry.New(e.dd.Sub(RegistryDir), registry.WithLogger(e.log.With("service", "registry")),
-		registry.WithQuota(e.cfg.RegistryQuota)); err != nil {
+		registry.WithQuota(e.cfg.RegistryQuota), registry.WithCredentials(creds.Registry())); err != nil {
 		return fmt.Errorf("opening the registry: %w", err)
 	}
 	if s.store, err = jobs.OpenStore(e.dd.Sub(storeFile)); err != nil {
