@@ -599,6 +599,17 @@ func (c *checker) layer(i int, diffID string, es []entry) {
 			}
 			continue
 		}
+		if e.kind == kindChar || e.kind == kindBlock || e.kind == kindFifo {
+			// A device node gives a container whatever the host's device
+			// of that number is; only what the base itself has may stay.
+			if b := c.base.files[e.path]; b == nil || b.kind != e.kind || b.dev != e.dev || b.mode != e.mode || b.uid != e.uid || b.gid != e.gid {
+				what := e.kind.String()
+				if e.dev != "" {
+					what += " " + e.dev
+				}
+				add(RuleSpecialFile, e.path, "new %s, mode %04o, owner %d:%d, not in the base", what, e.mode, e.uid, e.gid)
+			}
+		}
 		cur := e
 		if e.kind == kindHardlink {
 			t := c.files[e.link]
