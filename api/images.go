@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -85,21 +86,40 @@ func (c *Client) RegistryGC(ctx context.Context) (*GCResult, error) {
 // into repository and reference. A leading registry host, as docker
 // names it ("localhost:5000/team/app:v1"), is dropped.
 func ParseImageRef(s string) (repo, ref string, err error) {
+	in := s
 	if first, rest, ok := strings.Cut(s, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
 		s = rest
 	}
+	byDigest := false
 	if r, d, ok := strings.Cut(s, "@"); ok {
-		repo, ref = r, d
+		repo, ref, byDigest = r, d, true
 	} else if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
 		repo, ref = s[:i], s[i+1:]
 	} else {
 		repo, ref = s, "latest"
 	}
 	if repo == "" || ref == "" {
-		return "", "", Invalidf("image reference %q: want repo[:tag] or repo@digest", s)
+		return "", "", Invalidf("image reference %q: want repo[:tag] or repo@digest", in)
+	}
+	if !repoRe.MatchString(repo) || len(repo) > 255 {
+		return "", "", Invalidf("image reference %q: repository %q is not a valid name: lowercase letters, digits and . _ - separators, path components joined by /, e.g. team/train:1.0", in, repo)
+	}
+	if byDigest {
+		if !digestRe.MatchString(ref) {
+			return "", "", Invalidf("image reference %q: %q is not a valid digest (want sha256:<64 hex digits>)", in, ref)
+		}
+	} else if !tagRe.MatchString(ref) {
+		return "", "", Invalidf("image reference %q: tag %q is not valid: up to 128 letters, digits, _ . -, not starting with . or -", in, ref)
 	}
 	return repo, ref, nil
 }
+
+// The distribution spec's grammar of repository names, tags and digests.
+var (
+	repoRe   = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	tagRe    = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	digestRe = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
+)
 
 // FormatImageRef is the inverse of ParseImageRef.
 func FormatImageRef(repo, ref string) string {
