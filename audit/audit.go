@@ -15,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/malocal/malocal/audit/lineage"
 )
 
 // DefaultMaxSize is the platform's limit on an image's size: 9.5 GB.
@@ -358,34 +360,36 @@ func storedDigest(l v1.Layer) (v1.Hash, error) {
 	return d, nil
 }
 
-// matchBase returns the base whose diff_ids are the longest exact prefix of
-// the image's, preferring a current build over a superseded one.
+// matchBase returns the base the image is built on, by lineage.Match (the
+// one rule the catalog and the console use too).
 func matchBase(bases []Base, diffIDs []v1.Hash) *Base {
-	var best *Base
-	for i := range bases {
-		b := &bases[i]
-		if len(b.DiffIDs) == 0 || len(b.DiffIDs) > len(diffIDs) {
-			continue
-		}
-		ok := true
-		for j, d := range b.DiffIDs {
-			if diffIDs[j] != d {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			continue
-		}
-		if best == nil || len(b.DiffIDs) > len(best.DiffIDs) || len(b.DiffIDs) == len(best.DiffIDs) && best.Superseded && !b.Superseded {
-			best = b
-		}
-	}
-	if best == nil {
+	i := lineage.Match(Candidates(bases), hashStrings(diffIDs))
+	if i < 0 {
 		return nil
 	}
-	c := *best
+	c := bases[i]
 	return &c
+}
+
+// MatchBase returns the base, of bases, that an image with these
+// rootfs.diff_ids is built on, or nil.
+func MatchBase(bases []Base, diffIDs []v1.Hash) *Base { return matchBase(bases, diffIDs) }
+
+// Candidates turns bases into what lineage.Match reads.
+func Candidates(bases []Base) []lineage.Candidate {
+	out := make([]lineage.Candidate, len(bases))
+	for i, b := range bases {
+		out[i] = lineage.Candidate{DiffIDs: hashStrings(b.DiffIDs), Superseded: b.Superseded}
+	}
+	return out
+}
+
+func hashStrings(hs []v1.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.String()
+	}
+	return out
 }
 
 // currentFor names the build that replaced b.

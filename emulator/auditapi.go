@@ -3,7 +3,6 @@ package emulator
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -88,16 +87,14 @@ func (a auditAPI) describe(ctx context.Context, repo, ref string) (*api.ImageAud
 	if err != nil {
 		return nil, nil, err
 	}
-	// The lineage is the longest base whose layers the image starts with.
-	best := 0
 	for _, b := range bases {
 		if b.Digest == out.Digest {
 			out.IsBase = true
 		}
-		n := len(b.DiffIDs)
-		if n > best && n <= len(cf.RootFS.DiffIDs) && slices.Equal(b.DiffIDs, cf.RootFS.DiffIDs[:n]) {
-			best, out.Base = n, apiBase(b)
-		}
+	}
+	// The same rule as the auditor's: the console names the base it uses.
+	if b := audit.MatchBase(bases, cf.RootFS.DiffIDs); b != nil {
+		out.Base = apiBase(*b)
 	}
 	return out, img, nil
 }
