@@ -178,6 +178,16 @@ type ImageAudit struct {
 	Base   *AuditBase   `json:"base,omitempty"`
 	IsBase bool         `json:"is_base,omitempty"`
 	Report *AuditReport `json:"report,omitempty"`
+	// Note says what the verdict alone does not: "approved <time>; its
+	// base has since been superseded" (the image stays approved).
+	Note string `json:"note,omitempty"`
+}
+
+// OnceAuditBackend is the optional capability behind POST
+// /images/audit?force=false: the stored verdict when there is one, else a
+// new audit. It is the one verdict jobs use too.
+type OnceAuditBackend interface {
+	AuditImageOnce(ctx context.Context, repo, ref string) (*ImageAudit, error)
 }
 
 // AuditBackend is the optional backend capability behind the image audit
@@ -213,6 +223,17 @@ func (s *Server) registerAudit() {
 		if err != nil {
 			return nil, err
 		}
+		// force (default true, the console's re-audit) audits again;
+		// force=false serves the stored verdict when there is one.
+		switch f := r.URL.Query().Get("force"); f {
+		case "", "true":
+		case "false":
+			if ob, ok := b.(OnceAuditBackend); ok {
+				return ob.AuditImageOnce(r.Context(), repo, ref)
+			}
+		default:
+			return nil, Invalidf("force=%q: want true or false", f)
+		}
 		return b.AuditImage(r.Context(), repo, ref)
 	})
 }
@@ -228,5 +249,13 @@ func (c *Client) ImageAudit(ctx context.Context, repo, ref string) (*ImageAudit,
 func (c *Client) AuditImage(ctx context.Context, repo, ref string) (*ImageAudit, error) {
 	var out ImageAudit
 	q := url.Values{"repo": {repo}, "ref": {ref}}
+	return &out, c.do(ctx, http.MethodPost, "/images/audit?"+q.Encode(), nil, &out)
+}
+
+// AuditImageOnce returns the emulator's verdict of repo:ref: the stored
+// one when there is one, else a new audit's (stored for jobs too).
+func (c *Client) AuditImageOnce(ctx context.Context, repo, ref string) (*ImageAudit, error) {
+	var out ImageAudit
+	q := url.Values{"repo": {repo}, "ref": {ref}, "force": {"false"}}
 	return &out, c.do(ctx, http.MethodPost, "/images/audit?"+q.Encode(), nil, &out)
 }

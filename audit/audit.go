@@ -87,6 +87,8 @@ type Report struct {
 	Started     time.Time     `json:"started"`
 	Duration    time.Duration `json:"duration_ns"`
 	Cached      bool          `json:"cached"` // served from the verdict cache
+	// Note says what the verdict alone does not (SupersededNote).
+	Note string `json:"note,omitempty"`
 }
 
 // Options tune one audit. The zero value applies the platform's rules.

@@ -44,7 +44,9 @@ func (a auditAPI) ImageAudit(ctx context.Context, repo, ref string) (*api.ImageA
 		return nil, err
 	}
 	if ok {
+		rep.Cached = true
 		setReport(out, rep)
+		out.Note = note(ctx, a.catalog, rep)
 	}
 	return out, nil
 }
@@ -61,6 +63,7 @@ func (a auditAPI) AuditImage(ctx context.Context, repo, ref string) (*api.ImageA
 		return nil, err
 	}
 	setReport(out, rep)
+	out.Note = note(ctx, a.catalog, rep)
 	return out, nil
 }
 
@@ -122,4 +125,83 @@ func setReport(o *api.ImageAudit, rep *audit.Report) {
 		r.Base = apiBase(*rep.Base)
 	}
 	o.Verdict, o.Report = r.Verdict, r
+}
+
+// Verdict is one image's audit verdict as the job core uses it (the
+// fields of jobs.Verdict).
+type Verdict struct {
+	Passed    bool
+	Cached    bool // served from the emulator's verdict cache
+	AuditedAt time.Time
+	// Lines are the head of task 0's log: image and digest, each
+	// violation with rule id, layer and path, the verdict.
+	Lines []string
+}
+
+// verdictAuditor is the emulator's one audit truth per manifest digest,
+// whoever asks (a job, the console, `malocal image audit`): it audits
+// through the shared RegistryAuditor and its verdict cache. Its two
+// methods are the job core's Auditor.
+type verdictAuditor struct {
+	ra      *audit.RegistryAuditor
+	catalog audit.BaseCatalog
+}
+
+func (e *Emulator) verdicts() verdictAuditor {
+	return verdictAuditor{ra: e.svc.auditor, catalog: audit.CatalogFile(baseimage.OpenCatalog(e.dd.Path).Path())}
+}
+
+// Audit returns the verdict of repo@digest: the cached one when there is
+// one, else a new audit's (then stored). err means it could not be audited.
+func (v verdictAuditor) Audit(ctx context.Context, repo, digest string) (Verdict, error) {
+	img, err := v.ra.Source.Image(ctx, repo, digest)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("open %s@%s: %w", repo, digest, err)
+	}
+	rep, err := v.ra.Report(ctx, img, repo+"@"+digest, v.ra.Options)
+	if err != nil {
+		return Verdict{}, err
+	}
+	return v.verdict(ctx, repo+"@"+digest, rep), nil
+}
+
+// Cached returns the stored verdict of the image with manifest digest
+// digest, without auditing; ok is false when it was never audited.
+func (v verdictAuditor) Cached(ctx context.Context, digest string) (Verdict, bool, error) {
+	rep, ok, err := v.ra.Auditor.Cached(ctx, digest, v.ra.Options)
+	if err != nil || !ok {
+		return Verdict{}, false, err
+	}
+	return v.verdict(ctx, digest, rep), true, nil
+}
+
+func (v verdictAuditor) verdict(ctx context.Context, image string, rep *audit.Report) Verdict {
+	return Verdict{Passed: rep.Verdict == audit.Pass, Cached: rep.Cached, AuditedAt: rep.Started,
+		Lines: audit.Lines(image, rep, note(ctx, v.catalog, rep))}
+}
+
+// note is what surfaces add to a report: that an approved image's base has
+// since been superseded (it stays approved), else nothing.
+func note(ctx context.Context, catalog audit.BaseCatalog, rep *audit.Report) string {
+	bases, err := catalog.Bases(ctx)
+	if err != nil {
+		return ""
+	}
+	return audit.SupersededNote(rep, bases)
+}
+
+// AuditImageOnce is `malocal image audit` through the API: the stored
+// verdict when there is one, else a new audit, stored for jobs.
+func (a auditAPI) AuditImageOnce(ctx context.Context, repo, ref string) (*api.ImageAudit, error) {
+	out, img, err := a.describe(ctx, repo, ref)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := a.auditor.Report(ctx, img, repo+"@"+out.Digest, a.auditor.Options)
+	if err != nil {
+		return nil, err
+	}
+	setReport(out, rep)
+	out.Note = note(ctx, a.catalog, rep)
+	return out, nil
 }
