@@ -4,6 +4,10 @@
 // Blobs are stored once by digest (sha256 or sha512) and written temp file
 // → fsync → rename after their digest is checked; uploads stream to disk and
 // survive restarts; manifests and tags are small files replaced atomically.
+// With WithCredentials it authenticates as SWR does: the distribution token
+// flow (a Bearer challenge naming the token endpoint at TokenPath), and
+// anonymous pulls of PublicNamespace only. A manifest whose descriptor
+// sizes do not match its blobs is refused (MANIFEST_INVALID).
 // Other packages read images straight from storage with Image, without HTTP:
 //
 //	reg, err := registry.New(filepath.Join(dataDir, "registry"))
