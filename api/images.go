@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -85,21 +86,40 @@ func (c *Client) RegistryGC(ctx context.Context) (*GCResult, error) {
 // into repository and reference. A leading registry host, as docker
 // names it ("localhost:5000/team/app:v1"), is dropped.
 func ParseImageRef(s string) (repo, ref string, err error) {
+	in := s
 	if first, rest, ok := strings.Cut(s, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
 		s = rest
 	}
+	byDigest := false
 	if r, d, ok := strings.Cut(s, "@"); ok {
-		repo, ref = r, d
+		repo, ref, byDigest = r, d, true
 	} else if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
 		repo, ref = s[:i], s[i+1:]
 	} else {
 		repo, ref = s, "latest"
 	}
 	if repo == "" || ref == "" {
-		return "", "", Invalidf("image reference %q: want repo[:tag] or repo@digest", s)
+		return "", "", Invalidf("image reference %q: want repo[:tag] or repo@digest", in)
+	}
+	if !repoRe.MatchString(repo) || len(repo) > 255 {
+		return "", "", Invalidf("image reference %q: repository %q is not a valid name: lowercase letters, digits and . _ - separators, path components joined by /, e.g. team/train:1.0", in, repo)
+	}
+	if byDigest {
+		if !digestRe.MatchString(ref) {
+			return "", "", Invalidf("image reference %q: %q is not a valid digest (want sha256:<64 hex digits>)", in, ref)
+		}
+	} else if !tagRe.MatchString(ref) {
+		return "", "", Invalidf("image reference %q: tag %q is not valid: up to 128 letters, digits, _ . -, not starting with . or -", in, ref)
 	}
 	return repo, ref, nil
 }
+
+// The distribution spec's grammar of repository names, tags and digests.
+var (
+	repoRe   = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	tagRe    = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	digestRe = regexp.MustCompile(`^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`)
+)
 
 // FormatImageRef is the inverse of ParseImageRef.
 func FormatImageRef(repo, ref string) string {
@@ -158,6 +178,16 @@ type ImageAudit struct {
 	Base   *AuditBase   `json:"base,omitempty"`
 	IsBase bool         `json:"is_base,omitempty"`
 	Report *AuditReport `json:"report,omitempty"`
+	// Note says what the verdict alone does not: "approved <time>; its
+	// base has since been superseded" (the image stays approved).
+	Note string `json:"note,omitempty"`
+}
+
+// OnceAuditBackend is the optional capability behind POST
+// /images/audit?force=false: the stored verdict when there is one, else a
+// new audit. It is the one verdict jobs use too.
+type OnceAuditBackend interface {
+	AuditImageOnce(ctx context.Context, repo, ref string) (*ImageAudit, error)
 }
 
 // AuditBackend is the optional backend capability behind the image audit
@@ -193,6 +223,17 @@ func (s *Server) registerAudit() {
 		if err != nil {
 			return nil, err
 		}
+		// force (default true, the console's re-audit) audits again;
+		// force=false serves the stored verdict when there is one.
+		switch f := r.URL.Query().Get("force"); f {
+		case "", "true":
+		case "false":
+			if ob, ok := b.(OnceAuditBackend); ok {
+				return ob.AuditImageOnce(r.Context(), repo, ref)
+			}
+		default:
+			return nil, Invalidf("force=%q: want true or false", f)
+		}
 		return b.AuditImage(r.Context(), repo, ref)
 	})
 }
@@ -208,5 +249,13 @@ func (c *Client) ImageAudit(ctx context.Context, repo, ref string) (*ImageAudit,
 func (c *Client) AuditImage(ctx context.Context, repo, ref string) (*ImageAudit, error) {
 	var out ImageAudit
 	q := url.Values{"repo": {repo}, "ref": {ref}}
+	return &out, c.do(ctx, http.MethodPost, "/images/audit?"+q.Encode(), nil, &out)
+}
+
+// AuditImageOnce returns the emulator's verdict of repo:ref: the stored
+// one when there is one, else a new audit's (stored for jobs too).
+func (c *Client) AuditImageOnce(ctx context.Context, repo, ref string) (*ImageAudit, error) {
+	var out ImageAudit
+	q := url.Values{"repo": {repo}, "ref": {ref}, "force": {"false"}}
 	return &out, c.do(ctx, http.MethodPost, "/images/audit?"+q.Encode(), nil, &out)
 }

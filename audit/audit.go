@@ -15,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/malocal/malocal/audit/lineage"
 )
 
 // DefaultMaxSize is the platform's limit on an image's size: 9.5 GB.
@@ -85,6 +87,8 @@ type Report struct {
 	Started     time.Time     `json:"started"`
 	Duration    time.Duration `json:"duration_ns"`
 	Cached      bool          `json:"cached"` // served from the verdict cache
+	// Note says what the verdict alone does not (SupersededNote).
+	Note string `json:"note,omitempty"`
 }
 
 // Options tune one audit. The zero value applies the platform's rules.
@@ -358,34 +362,36 @@ func storedDigest(l v1.Layer) (v1.Hash, error) {
 	return d, nil
 }
 
-// matchBase returns the base whose diff_ids are the longest exact prefix of
-// the image's, preferring a current build over a superseded one.
+// matchBase returns the base the image is built on, by lineage.Match (the
+// one rule the catalog and the console use too).
 func matchBase(bases []Base, diffIDs []v1.Hash) *Base {
-	var best *Base
-	for i := range bases {
-		b := &bases[i]
-		if len(b.DiffIDs) == 0 || len(b.DiffIDs) > len(diffIDs) {
-			continue
-		}
-		ok := true
-		for j, d := range b.DiffIDs {
-			if diffIDs[j] != d {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			continue
-		}
-		if best == nil || len(b.DiffIDs) > len(best.DiffIDs) || len(b.DiffIDs) == len(best.DiffIDs) && best.Superseded && !b.Superseded {
-			best = b
-		}
-	}
-	if best == nil {
+	i := lineage.Match(Candidates(bases), hashStrings(diffIDs))
+	if i < 0 {
 		return nil
 	}
-	c := *best
+	c := bases[i]
 	return &c
+}
+
+// MatchBase returns the base, of bases, that an image with these
+// rootfs.diff_ids is built on, or nil.
+func MatchBase(bases []Base, diffIDs []v1.Hash) *Base { return matchBase(bases, diffIDs) }
+
+// Candidates turns bases into what lineage.Match reads.
+func Candidates(bases []Base) []lineage.Candidate {
+	out := make([]lineage.Candidate, len(bases))
+	for i, b := range bases {
+		out[i] = lineage.Candidate{DiffIDs: hashStrings(b.DiffIDs), Superseded: b.Superseded}
+	}
+	return out
+}
+
+func hashStrings(hs []v1.Hash) []string {
+	out := make([]string, len(hs))
+	for i, h := range hs {
+		out[i] = h.String()
+	}
+	return out
 }
 
 // currentFor names the build that replaced b.
@@ -598,6 +604,17 @@ func (c *checker) layer(i int, diffID string, es []entry) {
 				add(RuleProtDeleted, e.path, "opaque directory hides protected base content (%s)", sample(hidden))
 			}
 			continue
+		}
+		if e.kind == kindChar || e.kind == kindBlock || e.kind == kindFifo {
+			// A device node gives a container whatever the host's device
+			// of that number is; only what the base itself has may stay.
+			if b := c.base.files[e.path]; b == nil || b.kind != e.kind || b.dev != e.dev || b.mode != e.mode || b.uid != e.uid || b.gid != e.gid {
+				what := e.kind.String()
+				if e.dev != "" {
+					what += " " + e.dev
+				}
+				add(RuleSpecialFile, e.path, "new %s, mode %04o, owner %d:%d, not in the base", what, e.mode, e.uid, e.gid)
+			}
 		}
 		cur := e
 		if e.kind == kindHardlink {

@@ -62,7 +62,21 @@ func TestCorpus(t *testing.T) {
 		{"chmod u+s on a base file", [][]tf{{file("usr/bin/python3", "ELF python3", 0o4755)}}, Options{},
 			[]string{RuleProtModified, RuleSetuid}, "/usr/bin/python3"},
 		{"new hardlink to the base's setuid file", [][]tf{{hardlink("tmp/pw", "usr/bin/passwd")}}, Options{},
-			[]string{RuleSetuid}, "/tmp/pw"},
+			[]string{RuleHostileLayer}, "/tmp/pw"},
+		{"hardlink to a lower layer's /etc/shadow", [][]tf{{file("etc/shadow2", "x", 0o600)}, {hardlink("tmp/sh", "etc/shadow")}}, Options{},
+			[]string{RuleHostileLayer}, "/tmp/sh"},
+		{"hardlink to a later entry of the layer", [][]tf{{hardlink("opt/b", "opt/a"), file("opt/a", "a", 0o644)}}, Options{},
+			[]string{RuleHostileLayer}, "/opt/b"},
+		{"hardlink in the same layer passes", [][]tf{{file("opt/a", "a", 0o644), hardlink("opt/b", "opt/a")}}, Options{}, nil, ""},
+		{"hardlink to a setuid file of the same layer", [][]tf{{file("opt/s", "ELF", 0o4755), hardlink("opt/t", "opt/s")}}, Options{},
+			[]string{RuleSetuid}, "/opt/t"},
+		{"device node char 1:1 0666", [][]tf{{dir("opt"), device("opt/mem", tar.TypeChar, 1, 1, 0o666)}}, Options{},
+			[]string{RuleSpecialFile}, "/opt/mem"},
+		{"block device", [][]tf{{device("tmp/sda", tar.TypeBlock, 8, 0, 0o660)}}, Options{}, []string{RuleSpecialFile}, "/tmp/sda"},
+		{"fifo", [][]tf{{device("tmp/pipe", tar.TypeFifo, 0, 0, 0o644)}}, Options{}, []string{RuleSpecialFile}, "/tmp/pipe"},
+		{"the base's /dev/null renumbered", [][]tf{{device("dev/null", tar.TypeChar, 1, 1, 0o666)}}, Options{}, []string{RuleSpecialFile}, "/dev/null"},
+		{"the base's /dev/null as it is passes", [][]tf{{device("dev/null", tar.TypeChar, 1, 3, 0o666)}}, Options{}, nil, ""},
+		{"ignore cannot hide a device node", [][]tf{{device("tmp/mem", tar.TypeChar, 1, 1, 0o666)}}, Options{Ignore: []string{RuleSpecialFile}}, []string{RuleSpecialFile}, ""},
 		{"new setuid root file", [][]tf{{file("usr/local/bin/rootme", "ELF", 0o4755)}}, Options{},
 			[]string{RuleSetuid}, "/usr/local/bin/rootme"},
 		{"new setgid root file", [][]tf{{file("opt/g", "ELF", 0o2755)}}, Options{},
@@ -171,8 +185,9 @@ func TestNotOnABase(t *testing.T) {
 	}
 	all = append(all, file("usr/local/bin/tool", "tool", 0o755))
 	rep = mustAudit(t, NewAuditor(f.catalog, nil), imageOf(t, [][]tf{all}), Options{})
-	// With no base, every layer is added: the base's setuid passwd is new.
-	if got := rulesOf(rep); !slices.Equal(got, []string{RuleBaseLineage, RuleSetuid}) || rep.Base != nil || rep.AddedLayers != 1 {
+	// With no base, every layer is added: the base's setuid passwd and
+	// its /dev/null are new.
+	if got := rulesOf(rep); !slices.Equal(got, []string{RuleBaseLineage, RuleSpecialFile, RuleSetuid}) || rep.Base != nil || rep.AddedLayers != 1 {
 		t.Fatalf("squashed: rules %v:\n%s", got, dump(rep))
 	}
 	// The base by itself is fine.
@@ -334,7 +349,7 @@ func TestConcurrentAudits(t *testing.T) {
 		f.custom(t, []tf{file("opt/a", "a", 0o644)}),
 		f.custom(t, []tf{whiteout("bin/.wh.ls")}),
 		f.custom(t, []tf{file("opt/e", eicar, 0o644)}),
-		f.custom(t, []tf{hardlink("opt/pw", "usr/bin/passwd")}),
+		f.custom(t, []tf{file("opt/s", "ELF", 0o4755), hardlink("opt/pw", "opt/s")}),
 	}
 	want := [][]string{nil, {RuleProtDeleted}, {RuleMalware}, {RuleSetuid}}
 	var wg sync.WaitGroup

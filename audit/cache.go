@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -102,4 +103,68 @@ func (c *BoltCache) Put(ctx context.Context, r *Report) error {
 		return fmt.Errorf("store verdict: %w", err)
 	}
 	return nil
+}
+
+// ManifestCache is a Cache that can also find a verdict by manifest digest
+// alone: what a job's submit knows before it reads the image.
+type ManifestCache interface {
+	Cache
+	// GetManifest returns the stored reports of the image with manifest
+	// digest md (one per config digest; normally one).
+	GetManifest(ctx context.Context, md string) ([]*Report, error)
+}
+
+var _ ManifestCache = (*BoltCache)(nil)
+
+// GetManifest implements ManifestCache.
+func (c *BoltCache) GetManifest(ctx context.Context, md string) ([]*Report, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var raws [][]byte
+	prefix := []byte(md + " ")
+	err := c.db.View(func(tx *bolt.Tx) error {
+		cur := tx.Bucket(verdictBucket).Cursor()
+		for k, v := cur.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cur.Next() {
+			raws = append(raws, append([]byte(nil), v...))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read verdicts: %w", err)
+	}
+	out := make([]*Report, 0, len(raws))
+	for _, raw := range raws {
+		var r Report
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return nil, fmt.Errorf("decode verdict of %s: %w", md, err)
+		}
+		out = append(out, &r)
+	}
+	return out, nil
+}
+
+// Cached returns the verdict stored for the image with manifest digest md
+// under opts' policy, without reading the image; ok is false when there is
+// none (or the cache cannot look up by manifest digest).
+func (a *Auditor) Cached(ctx context.Context, md string, opts Options) (*Report, bool, error) {
+	mc, ok := a.cache.(ManifestCache)
+	if !ok {
+		return nil, false, nil
+	}
+	ro, err := opts.resolve()
+	if err != nil {
+		return nil, false, fmt.Errorf("audit options: %w", err)
+	}
+	reps, err := mc.GetManifest(ctx, md)
+	if err != nil {
+		return nil, false, fmt.Errorf("verdict cache: %w", err)
+	}
+	for _, r := range reps {
+		if r.Policy == ro.policy {
+			r.Cached = true
+			return r, true, nil
+		}
+	}
+	return nil, false, nil
 }

@@ -32,6 +32,11 @@ type tf struct {
 	body     string
 	link     string
 	pax      map[string]string
+	maj, min int64 // device numbers
+}
+
+func device(name string, typ byte, maj, min, mode int64) tf {
+	return tf{name: name, typ: typ, mode: mode, maj: maj, min: min}
 }
 
 func dir(name string) tf { return tf{name: name, typ: tar.TypeDir, mode: 0o755} }
@@ -58,7 +63,7 @@ func tarOf(t testing.TB, es ...tf) []byte {
 	tw := tar.NewWriter(&buf)
 	for _, e := range es {
 		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Uid: e.uid, Gid: e.gid, Linkname: e.link,
-			PAXRecords: e.pax, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
+			PAXRecords: e.pax, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX, Devmajor: e.maj, Devminor: e.min}
 		if e.typ == tar.TypeReg {
 			h.Size = int64(len(e.body))
 		}
@@ -104,6 +109,7 @@ const runTrainV1 = "#!/bin/bash\n# run_train.sh v1\nexec \"$@\"\n"
 func baseFS(runTrain string) [][]tf {
 	return [][]tf{{
 		dir("bin"), file("bin/ls", "ELF ls binary", 0o755),
+		dir("dev"), device("dev/null", tar.TypeChar, 1, 3, 0o666),
 		dir("etc"), file("etc/passwd", "root:x:0:0:root:/root:/bin/bash\nwork:x:1101:1101::/home/work:/bin/bash\n", 0o644),
 		dir("home"),
 		dir("lib64"), file("lib64/ld-linux-x86-64.so.2", "ELF ld.so", 0o755),

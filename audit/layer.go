@@ -68,6 +68,7 @@ type entry struct {
 	gid    int
 	size   int64
 	link   string // symlink target as written; hardlink target as a clean absolute path
+	dev    string // "major:minor" of a char or block device
 	xattrs string // the entry's xattrs in a canonical form, "" when none
 	hash   []byte // sha256 of the content, only where it was asked for
 }
@@ -295,6 +296,7 @@ func isStopped(err error) bool { return errors.As(err, new(stopError)) }
 func walkTar(r io.Reader, res *layerRead, spec readSpec) error {
 	tr := tar.NewReader(r)
 	seen := map[string]bool{}
+	linkable := map[string]bool{} // earlier entries a hardlink may name
 	symlinks := map[string]bool{} // symlinks of this layer, to catch paths through them
 	var sc *scanner
 	if spec.sigs != nil {
@@ -380,11 +382,19 @@ func walkTar(r io.Reader, res *layerRead, spec readSpec) error {
 					bad(p, "hardlink target %q: %s", hdr.Linkname, why)
 					continue
 				}
+				if !linkable[t] {
+					// Extraction resolves a hardlink in the layer being
+					// unpacked: a target in a lower layer (or a later
+					// entry) fails the pull, and a target outside the
+					// image reads what the engine has on disk.
+					bad(p, "hardlink to %s, which is not an earlier file of the same layer", t)
+					continue
+				}
 				e.kind, e.link, e.size = kindHardlink, t, 0
 			case tar.TypeChar:
-				e.kind = kindChar
+				e.kind, e.dev = kindChar, fmt.Sprintf("%d:%d", hdr.Devmajor, hdr.Devminor)
 			case tar.TypeBlock:
-				e.kind = kindBlock
+				e.kind, e.dev = kindBlock, fmt.Sprintf("%d:%d", hdr.Devmajor, hdr.Devminor)
 			case tar.TypeFifo:
 				e.kind = kindFifo
 			default:
@@ -418,6 +428,9 @@ func walkTar(r io.Reader, res *layerRead, spec readSpec) error {
 			}
 		} else if e.kind == kindFile && spec.hashPath != nil && spec.hashPath(&e) {
 			e.hash = emptySHA256[:]
+		}
+		if e.kind != kindDir && e.kind != kindWhiteout && e.kind != kindOpaque {
+			linkable[e.path] = true
 		}
 		if spec.keep {
 			res.entries = append(res.entries, e)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -73,6 +74,42 @@ func Reasons(rep *Report) []string {
 		out = append(out, fmt.Sprintf("%s %s: %s", v.Rule, where, v.Detail))
 	}
 	return out
+}
+
+// Lines renders a report as the head of a job's log: the image and its
+// digest, the base, each violation with rule id, layer and path, and the
+// verdict; note (when not empty) follows the verdict.
+func Lines(image string, rep *Report, note string) []string {
+	out := []string{fmt.Sprintf("audit: image %s (manifest %s)", image, rep.ManifestDigest)}
+	if rep.Base != nil {
+		out = append(out, "audit: base "+rep.Base.Ref())
+	}
+	for _, r := range Reasons(rep) {
+		out = append(out, "audit: "+r)
+	}
+	v := "audit: verdict PASS"
+	if rep.Verdict != Pass {
+		v = fmt.Sprintf("audit: verdict FAIL (%d violations)", len(rep.Violations))
+	}
+	out = append(out, v)
+	if note != "" {
+		out = append(out, "audit: "+note)
+	}
+	return out
+}
+
+// SupersededNote is what every surface says of an image approved before
+// its base was superseded: it stays approved.
+func SupersededNote(rep *Report, bases []Base) string {
+	if rep.Verdict != Pass || rep.Base == nil {
+		return ""
+	}
+	for _, b := range bases {
+		if b.Digest == rep.Base.Digest && b.Superseded {
+			return fmt.Sprintf("approved %s; its base has since been superseded", rep.Started.UTC().Format(time.RFC3339))
+		}
+	}
+	return ""
 }
 
 // AppendLog appends an audit's text report and log to

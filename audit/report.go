@@ -29,6 +29,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Cached {
 		fmt.Fprintf(&b, "cached:  verdict of %s\n", r.Started.Format("2006-01-02T15:04:05Z"))
 	}
+	if r.Note != "" {
+		fmt.Fprintf(&b, "note:    %s\n", r.Note)
+	}
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	section := func(title string, vs []Violation) {
 		if len(vs) == 0 {

@@ -12,6 +12,7 @@ const (
 	RuleSetuid       = "MA-SUID-001"
 	RuleSize         = "MA-SIZE-001"
 	RuleHostileLayer = "MA-LAYER-001"
+	RuleSpecialFile  = "MA-DEV-001"
 )
 
 // RuleInfo describes one rule for reports (SARIF's rule metadata).
@@ -43,10 +44,12 @@ var Rules = []RuleInfo{
 		"A protected base path has a different type in an added layer, e.g. a directory replaced by a symlink.", true},
 	{RuleSetuid, "NewSetuid", "New root-owned setuid/setgid file or file capabilities",
 		"An added layer holds a root-owned setuid or setgid file, a hardlink to one, or a file with a security.capability xattr, that the base did not have as it is.", true},
+	{RuleSpecialFile, "NewDeviceOrFifo", "New device node or FIFO",
+		"An added layer holds a character or block device node or a FIFO that the base does not have as it is (same path, type, device number, mode and owner). A device node opens the host's device of that number in the container. The audit fails closed.", false},
 	{RuleSize, "ImageSize", "Image is too large",
 		"The image's total uncompressed size is above the limit (9.5 GB by default).", true},
 	{RuleHostileLayer, "HostileLayer", "Layer is malformed or hostile",
-		"A layer has an absolute path, a .. component, a bad whiteout, a duplicate path, an unsupported entry, too many entries or bytes, a suspicious decompression ratio, or a corrupt gzip/zstd/tar stream. The audit fails closed.", false},
+		"A layer has an absolute path, a .. component, a bad whiteout, a duplicate path, a hardlink whose target is not an earlier entry of the same layer, an unsupported entry, too many entries or bytes, a suspicious decompression ratio, or a corrupt gzip/zstd/tar stream. The audit fails closed.", false},
 }
 
 // ruleInfo returns the description of id.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -32,6 +33,9 @@ type BuildOptions struct {
 	// Registry is the registry address (host:port, plain HTTP) to push to;
 	// empty: no push.
 	Registry string
+	// Auth is what pushes present to the registry (the emulator's
+	// credentials); nil: anonymous.
+	Auth authn.Authenticator
 	// Output, when set, is a path where the image is also written as a
 	// tarball (docker load can read it).
 	Output string
@@ -100,7 +104,7 @@ func Build(ctx context.Context, o BuildOptions) (Result, error) {
 		}
 	}
 	if o.Registry != "" {
-		if _, err := Push(ctx, img, ref, progress); err != nil {
+		if _, err := Push(ctx, img, ref, progress, authOption(o.Auth)...); err != nil {
 			return Result{}, err
 		}
 	}
@@ -137,6 +141,7 @@ func describe(img v1.Image) (Result, error) {
 // registry.
 type AddOptions struct {
 	Registry   string
+	Auth       authn.Authenticator // nil: anonymous
 	Name, Tag  string
 	GPU        bool // default: the image's org.malocal.base.gpu label
 	Supersedes []string
@@ -153,7 +158,7 @@ func Add(ctx context.Context, c *Catalog, o AddOptions) (Record, error) {
 	if err := ping(ctx, o.Registry); err != nil {
 		return Record{}, err
 	}
-	img, err := remote.Image(ref, remote.WithContext(ctx))
+	img, err := remote.Image(ref, append(authOption(o.Auth), remote.WithContext(ctx))...)
 	if err != nil {
 		return Record{}, fmt.Errorf("reading %s from the registry: %w", ref, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/malocal/malocal/audit/lineage"
 	"github.com/malocal/malocal/internal/durable"
 )
 
@@ -184,38 +185,23 @@ func (c *Catalog) IsSuperseded(digest string) (superseded, known bool, err error
 	return r.Superseded, true, nil
 }
 
-// Match returns the base an image was built on: the record whose diff_ids
-// are the longest exact prefix of diffIDs (current records win ties).
+// Match returns the base an image was built on, by lineage.Match: the
+// record whose diff_ids are the longest exact prefix of diffIDs (current
+// records win ties), as the auditor and the console decide it.
 func (c *Catalog) Match(diffIDs []string) (Record, bool, error) {
 	all, err := c.List()
 	if err != nil {
 		return Record{}, false, err
 	}
-	var best *Record
-	for i := range all {
-		r := &all[i]
-		if len(r.DiffIDs) == 0 || len(r.DiffIDs) > len(diffIDs) {
-			continue
-		}
-		prefix := true
-		for j, d := range r.DiffIDs {
-			if diffIDs[j] != d {
-				prefix = false
-				break
-			}
-		}
-		if !prefix {
-			continue
-		}
-		if best == nil || len(r.DiffIDs) > len(best.DiffIDs) ||
-			len(r.DiffIDs) == len(best.DiffIDs) && best.Superseded && !r.Superseded {
-			best = r
-		}
+	cands := make([]lineage.Candidate, len(all))
+	for i, r := range all {
+		cands[i] = lineage.Candidate{DiffIDs: r.DiffIDs, Superseded: r.Superseded}
 	}
-	if best == nil {
+	i := lineage.Match(cands, diffIDs)
+	if i < 0 {
 		return Record{}, false, nil
 	}
-	return *best, true, nil
+	return all[i], true, nil
 }
 
 // writeFileAtomic writes data to path durably (durable.WriteFile).

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -61,9 +62,19 @@ func ping(ctx context.Context, registry string) error {
 	return nil
 }
 
+// authOption is the remote option that presents a (nil: none).
+func authOption(a authn.Authenticator) []remote.Option {
+	if a == nil {
+		return nil
+	}
+	return []remote.Option{remote.WithAuth(a)}
+}
+
 // Push writes img to ref, reporting progress to w (when not nil) about
-// every 10% and at the end. The registry may be plain HTTP.
-func Push(ctx context.Context, img v1.Image, ref name.Tag, w io.Writer) (v1.Hash, error) {
+// every 10% and at the end. The registry may be plain HTTP; opts add to
+// the push's remote options (remote.WithAuth with the registry's
+// credentials: malocal's registry takes no anonymous push).
+func Push(ctx context.Context, img v1.Image, ref name.Tag, w io.Writer, opts ...remote.Option) (v1.Hash, error) {
 	if err := ping(ctx, ref.RegistryStr()); err != nil {
 		return v1.Hash{}, err
 	}
@@ -83,7 +94,7 @@ func Push(ctx context.Context, img v1.Image, ref name.Tag, w io.Writer) (v1.Hash
 			}
 		}
 	}()
-	err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithProgress(updates))
+	err := remote.Write(ref, img, append(opts, remote.WithContext(ctx), remote.WithProgress(updates))...)
 	<-done
 	if err != nil {
 		return v1.Hash{}, fmt.Errorf("pushing %s: %w", ref, err)

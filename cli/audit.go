@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
+	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/audit"
 	"github.com/malocal/malocal/baseimage"
 	"github.com/malocal/malocal/emulator"
@@ -56,6 +58,13 @@ IMAGE is one of:
   REPO:TAG, REPO@DIGEST   an image in the running emulator's registry
   PATH                    a docker-save tarball or an OCI layout directory
   docker:REF              an image in the local Docker engine (docker save)
+
+When an emulator runs on the data dir, an image of its registry is audited
+by the emulator (POST /api/v1/images/audit): the verdict is the one its jobs
+use, kept once per image digest; an image approved before its base was
+superseded stays approved. --force audits again. With no emulator running
+(or with --base, --rules, --ignore or --max-size, which set a policy of
+their own) the CLI audits by itself.
 
 The official bases are those recorded in the data dir (malocal base build /
 base add), plus any given with --base (same forms as IMAGE). Verdicts are
@@ -116,6 +125,11 @@ func runAudit(ctx context.Context, stdout, stderr io.Writer, g *globals, f *audi
 	if p, err := g.dataDirPath(); err == nil {
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
 			dataDir = p
+		}
+	}
+	if dataDir != "" && !isLocalImage(ref) && len(f.bases) == 0 && len(f.rules) == 0 && len(opts.Ignore) == 0 && f.maxSize == audit.DefaultMaxSize && !f.noCache {
+		if _, err := (&emulator.DataDir{Path: dataDir}).Running(); err == nil {
+			return auditThroughAPI(ctx, stdout, g, f, ref)
 		}
 	}
 	var catalog multiCatalog
@@ -179,12 +193,22 @@ func runAudit(ctx context.Context, stdout, stderr io.Writer, g *globals, f *audi
 		return err
 	}
 	rep.Image = ref
+	if rep.Cached {
+		if bases, err := catalog.Bases(ctx); err == nil {
+			rep.Note = audit.SupersededNote(rep, bases)
+		}
+	}
 	if dataDir != "" {
 		if err := audit.AppendLog(filepath.Join(dataDir, "audit", "logs"), rep); err != nil {
 			fmt.Fprintf(stderr, "malocal: %v\n", err)
 		}
 	}
-	switch f.format {
+	return writeAuditReport(stdout, f.format, ref, rep)
+}
+
+func writeAuditReport(stdout io.Writer, format, ref string, rep *audit.Report) error {
+	var err error
+	switch format {
 	case "json":
 		err = rep.WriteJSON(stdout)
 	case "sarif":
@@ -199,6 +223,62 @@ func runAudit(ctx context.Context, stdout, stderr io.Writer, g *globals, f *audi
 		return &exitError{code: 1, err: fmt.Errorf("%s failed the audit: %d violations", ref, len(rep.Violations))}
 	}
 	return nil
+}
+
+// isLocalImage says whether ref names an image outside the registry: the
+// Docker engine's, or a file.
+func isLocalImage(ref string) bool {
+	if strings.HasPrefix(ref, "docker:") {
+		return true
+	}
+	_, err := os.Stat(ref)
+	return err == nil
+}
+
+// auditThroughAPI asks the running emulator for its verdict of ref, an
+// image of its registry: the one verdict its jobs use too.
+func auditThroughAPI(ctx context.Context, stdout io.Writer, g *globals, f *auditFlags, ref string) error {
+	repo, tag, err := api.ParseImageRef(ref)
+	if err != nil {
+		return err
+	}
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	var a *api.ImageAudit
+	if f.force {
+		a, err = c.AuditImage(ctx, repo, tag)
+	} else {
+		a, err = c.AuditImageOnce(ctx, repo, tag)
+	}
+	if err != nil {
+		return err
+	}
+	if a.Report == nil {
+		return fmt.Errorf("the emulator answered no report for %s", ref)
+	}
+	return writeAuditReport(stdout, f.format, ref, reportFromAPI(ref, a))
+}
+
+// reportFromAPI turns the API's report back into the audit's, to print it
+// the same way as a local audit.
+func reportFromAPI(ref string, a *api.ImageAudit) *audit.Report {
+	r := a.Report
+	conv := func(vs []api.AuditViolation) []audit.Violation {
+		out := make([]audit.Violation, len(vs))
+		for i, v := range vs {
+			out[i] = audit.Violation{Rule: v.Rule, Layer: v.Layer, LayerIndex: v.LayerIndex, Path: v.Path, Detail: v.Detail}
+		}
+		return out
+	}
+	rep := &audit.Report{Verdict: audit.Verdict(r.Verdict), Image: ref, ManifestDigest: r.ManifestDigest, ConfigDigest: r.ConfigDigest,
+		Layers: r.Layers, AddedLayers: r.AddedLayers, Size: r.Size, Violations: conv(r.Violations), Ignored: conv(r.Ignored),
+		Log: r.Log, Started: r.Started, Duration: time.Duration(r.Duration), Cached: r.Cached, Note: a.Note}
+	if r.Base != nil {
+		rep.Base = &audit.Base{Name: r.Base.Name, Tag: r.Base.Tag, Digest: r.Base.Digest, Superseded: r.Base.Superseded, SupersededBy: r.Base.SupersededBy}
+	}
+	return rep
 }
 
 func readRules(p string) ([]audit.Signature, error) {
@@ -232,7 +312,11 @@ func openAuditImage(ctx context.Context, g *globals, ref string) (v1.Image, func
 	if err != nil {
 		return nil, nil, fmt.Errorf("image reference %q: %w", ref, err)
 	}
-	img, err := remote.Image(r, remote.WithContext(ctx))
+	opts := []remote.Option{remote.WithContext(ctx)}
+	if a := g.registryAuth(""); a != nil {
+		opts = append(opts, remote.WithAuth(a))
+	}
+	img, err := remote.Image(r, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s from the registry: %w", r, err)
 	}

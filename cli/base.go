@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
@@ -40,6 +41,24 @@ func (g *globals) baseRegistry(flag string) (string, error) {
 		return "", err
 	}
 	return rt.Registry, nil
+}
+
+// registryAuth is what malocal's own pushes present to the registry: the
+// emulator's credentials when reg is the registry of the emulator on the
+// data dir (flag empty), else none (another registry never sees them).
+func (g *globals) registryAuth(flag string) authn.Authenticator {
+	if flag != "" {
+		return nil
+	}
+	dd, err := g.openDataDir()
+	if err != nil {
+		return nil
+	}
+	c, err := dd.Credentials()
+	if err != nil || c.RegistryPassword == "" {
+		return nil
+	}
+	return &authn.Basic{Username: c.RegistryUsername, Password: c.RegistryPassword}
 }
 
 func (g *globals) baseCatalog() (*baseimage.Catalog, error) {
@@ -79,6 +98,7 @@ SOURCE is one of:
 				if o.Registry, err = g.baseRegistry(registry); err != nil {
 					return err
 				}
+				o.Auth = g.registryAuth(registry)
 				if o.Catalog, err = g.baseCatalog(); err != nil {
 					return err
 				}
@@ -179,6 +199,7 @@ func newBaseAddCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("%s: want NAME:TAG (e.g. eiwizard/custom-cpu-base:1.0): %w", args[0], err)
 			}
 			o.Registry, o.Name, o.Tag = tag.RegistryStr(), tag.RepositoryStr(), tag.TagStr()
+			o.Auth = g.registryAuth(registry)
 			cat, err := g.baseCatalog()
 			if err != nil {
 				return err

@@ -19,15 +19,18 @@ type envVars struct {
 	Secret   string `json:"secret_key"`
 	Region   string `json:"region"`
 	Registry string `json:"registry"`
+	RegUser  string `json:"registry_username"`
+	RegPass  string `json:"registry_password"`
 	API      string `json:"api"`
 }
 
 func newEnvCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "env",
-		Short: "Print shell exports for S3 clients and the registry prefix: eval $(malocal env)",
+		Short: "Print shell exports for S3 clients and the registry: eval $(malocal env)",
 		Long: `Print the object store's endpoint and keys as shell exports, for any S3
-client or SDK, and the registry prefix to tag images with. Use it as
+client or SDK, the registry prefix to tag images with and the registry's
+user name and password (for docker login). Use it as
   eval $(malocal env)
 The addresses are those of the running emulator, or the defaults when none runs.`,
 		Args: cobra.NoArgs,
@@ -46,7 +49,7 @@ The addresses are those of the running emulator, or the defaults when none runs.
 			if err != nil {
 				return err
 			}
-			v := envVars{Access: c.AccessKey, Secret: c.SecretKey, Region: c.Region}
+			v := envVars{Access: c.AccessKey, Secret: c.SecretKey, Region: c.Region, RegUser: c.RegistryUsername, RegPass: c.RegistryPassword}
 			rt, err := dd.Running()
 			switch {
 			case err == nil:
@@ -71,6 +74,8 @@ The addresses are those of the running emulator, or the defaults when none runs.
 				{"AWS_SECRET_ACCESS_KEY", v.Secret},
 				{"AWS_DEFAULT_REGION", v.Region},
 				{"MALOCAL_REGISTRY", v.Registry},
+				{"MALOCAL_REGISTRY_USERNAME", v.RegUser},
+				{"MALOCAL_REGISTRY_PASSWORD", v.RegPass},
 				{"MALOCAL_API", v.API},
 			} {
 				fmt.Fprintf(out, "export %s=%s\n", kv[0], shellQuote(kv[1]))

@@ -73,8 +73,9 @@ func newImageRmCmd(g *globals) *cobra.Command {
 func newRegistryCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "registry",
-		Short: "Maintain the embedded registry",
+		Short: "Log in to and maintain the embedded registry",
 	}
+	cmd.AddCommand(newRegistryLoginCmd(g))
 	cmd.AddCommand(&cobra.Command{
 		Use:   "gc",
 		Short: "Delete blobs no image references (blobs written in the last hour are kept for pushes in flight)",

@@ -64,6 +64,7 @@ The base must exist: malocal base build --from debian:bookworm --include python3
 			if o.Registry, err = g.baseRegistry(""); err != nil {
 				return err
 			}
+			o.Auth = g.registryAuth("")
 			o.S3, o.Progress = s3, cmd.ErrOrStderr()
 			res, err := samples.Install(cmd.Context(), o)
 			if err != nil {

@@ -24,6 +24,7 @@ type dockerImages struct {
 	base   string // the base's name:tag in the engine, for FROM and docker run
 	tag    string // unique to the test
 	label  string // key=value on everything the test makes
+	config string // the docker CLI's config dir, logged in to the registry
 }
 
 // newDockerImages loads the busybox base into the engine, pushes it with
@@ -39,6 +40,7 @@ func newDockerImages(t *testing.T, e *Emulator) *dockerImages {
 		tag: imgs.Base[strings.LastIndexByte(imgs.Base, ':')+1:], label: DockerLabel(t)}
 	// Jobs pull the images they run from the registry into the engine.
 	t.Cleanup(func() { removeFromRegistry(e.Registry, d.prefix) })
+	d.config = DockerLogin(t, e, d.prefix)
 	d.push(imgs.Base, imgs.Base)
 	if r := e.Run("base", "add", imgs.Base); r.Code != 0 {
 		t.Fatalf("malocal base add %s: exit %d\n%s%s", imgs.Base, r.Code, r.Stdout, r.Stderr)
@@ -79,6 +81,9 @@ func (d *dockerImages) docker(args ...string) string {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	if d.config != "" {
+		args = append([]string{"--config", d.config}, args...)
+	}
 	cmd := exec.CommandContext(ctx, "docker", args...)
 	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
 	out, err := cmd.CombinedOutput()

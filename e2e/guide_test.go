@@ -225,7 +225,8 @@ func TestGuide(t *testing.T) {
 	e.CleanupJobs()
 	work := t.TempDir()
 	binDir := filepath.Dir(Binary(t))
-	env := append(os.Environ(), "MALOCAL_DATA_DIR="+e.DataDir, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	env := append(os.Environ(), "MALOCAL_DATA_DIR="+e.DataDir, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"DOCKER_CONFIG="+t.TempDir()) // the guide's `malocal registry login` leaves the user's docker config alone
 	cleanupGuideDocker(t, e)
 
 	for i, st := range steps {

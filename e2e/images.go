@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -63,9 +64,29 @@ func (e *Emulator) push(t testing.TB, repoTag string, img v1.Image) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(ref, img); err != nil {
+	if err := remote.Write(ref, img, remote.WithAuth(e.RegistryAuth())); err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)
 	}
+}
+
+// RegistryAuth is the emulator's registry credentials, for pushes.
+func (e *Emulator) RegistryAuth() authn.Authenticator {
+	return &authn.Basic{Username: e.Creds.RegistryUsername, Password: e.Creds.RegistryPassword}
+}
+
+// DockerLogin logs the docker CLI in to the emulator's registry (host, as
+// docker names it) with `docker login --password-stdin`, in a config dir
+// of the test's own (the user's docker config is left alone); pass the
+// dir to docker as --config.
+func DockerLogin(t testing.TB, e *Emulator, host string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("docker", "--config", dir, "login", "--username", e.Creds.RegistryUsername, "--password-stdin", host)
+	cmd.Stdin = strings.NewReader(e.Creds.RegistryPassword)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker login %s: %v\n%s", host, err, out)
+	}
+	return dir
 }
 
 // fileLayer is a layer holding one root-owned file, mode 0644.

@@ -3,13 +3,13 @@ package emulator
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/audit"
+	"github.com/malocal/malocal/jobs"
 	"github.com/malocal/malocal/baseimage"
 	"github.com/malocal/malocal/registry"
 )
@@ -45,7 +45,9 @@ func (a auditAPI) ImageAudit(ctx context.Context, repo, ref string) (*api.ImageA
 		return nil, err
 	}
 	if ok {
+		rep.Cached = true
 		setReport(out, rep)
+		out.Note = note(ctx, a.catalog, rep)
 	}
 	return out, nil
 }
@@ -62,6 +64,7 @@ func (a auditAPI) AuditImage(ctx context.Context, repo, ref string) (*api.ImageA
 		return nil, err
 	}
 	setReport(out, rep)
+	out.Note = note(ctx, a.catalog, rep)
 	return out, nil
 }
 
@@ -88,16 +91,14 @@ func (a auditAPI) describe(ctx context.Context, repo, ref string) (*api.ImageAud
 	if err != nil {
 		return nil, nil, err
 	}
-	// The lineage is the longest base whose layers the image starts with.
-	best := 0
 	for _, b := range bases {
 		if b.Digest == out.Digest {
 			out.IsBase = true
 		}
-		n := len(b.DiffIDs)
-		if n > best && n <= len(cf.RootFS.DiffIDs) && slices.Equal(b.DiffIDs, cf.RootFS.DiffIDs[:n]) {
-			best, out.Base = n, apiBase(b)
-		}
+	}
+	// The same rule as the auditor's: the console names the base it uses.
+	if b := audit.MatchBase(bases, cf.RootFS.DiffIDs); b != nil {
+		out.Base = apiBase(*b)
 	}
 	return out, img, nil
 }
@@ -125,4 +126,74 @@ func setReport(o *api.ImageAudit, rep *audit.Report) {
 		r.Base = apiBase(*rep.Base)
 	}
 	o.Verdict, o.Report = r.Verdict, r
+}
+
+// verdictAuditor is the emulator's one audit truth per manifest digest,
+// whoever asks (a job, the console, `malocal image audit`): it audits
+// through the shared RegistryAuditor and its verdict cache. Its two
+// methods are the job core's Auditor.
+var _ jobs.Auditor = verdictAuditor{}
+
+type verdictAuditor struct {
+	ra      *audit.RegistryAuditor
+	catalog audit.BaseCatalog
+}
+
+func (e *Emulator) verdicts() verdictAuditor {
+	return verdictAuditor{ra: e.svc.auditor, catalog: audit.CatalogFile(baseimage.OpenCatalog(e.dd.Path).Path())}
+}
+
+// Audit returns the verdict of repo@digest: the cached one when there is
+// one, else a new audit's (then stored). err means it could not be audited.
+func (v verdictAuditor) Audit(ctx context.Context, repo, digest string) (jobs.Verdict, error) {
+	img, err := v.ra.Source.Image(ctx, repo, digest)
+	if err != nil {
+		return jobs.Verdict{}, fmt.Errorf("open %s@%s: %w", repo, digest, err)
+	}
+	rep, err := v.ra.Report(ctx, img, repo+"@"+digest, v.ra.Options)
+	if err != nil {
+		return jobs.Verdict{}, err
+	}
+	return v.verdict(ctx, repo+"@"+digest, rep), nil
+}
+
+// Cached returns the stored verdict of the image with manifest digest
+// digest, without auditing; ok is false when it was never audited.
+func (v verdictAuditor) Cached(ctx context.Context, digest string) (jobs.Verdict, bool, error) {
+	rep, ok, err := v.ra.Auditor.Cached(ctx, digest, v.ra.Options)
+	if err != nil || !ok {
+		return jobs.Verdict{}, false, err
+	}
+	return v.verdict(ctx, digest, rep), true, nil
+}
+
+func (v verdictAuditor) verdict(ctx context.Context, image string, rep *audit.Report) jobs.Verdict {
+	return jobs.Verdict{Passed: rep.Verdict == audit.Pass, Cached: rep.Cached, AuditedAt: rep.Started,
+		Lines: audit.Lines(image, rep, note(ctx, v.catalog, rep))}
+}
+
+// note is what surfaces add to a report: that an approved image's base has
+// since been superseded (it stays approved), else nothing.
+func note(ctx context.Context, catalog audit.BaseCatalog, rep *audit.Report) string {
+	bases, err := catalog.Bases(ctx)
+	if err != nil {
+		return ""
+	}
+	return audit.SupersededNote(rep, bases)
+}
+
+// AuditImageOnce is `malocal image audit` through the API: the stored
+// verdict when there is one, else a new audit, stored for jobs.
+func (a auditAPI) AuditImageOnce(ctx context.Context, repo, ref string) (*api.ImageAudit, error) {
+	out, img, err := a.describe(ctx, repo, ref)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := a.auditor.Report(ctx, img, repo+"@"+out.Digest, a.auditor.Options)
+	if err != nil {
+		return nil, err
+	}
+	setReport(out, rep)
+	out.Note = note(ctx, a.catalog, rep)
+	return out, nil
 }

@@ -46,7 +46,8 @@ func (e *Emulator) jobBackend(ctx context.Context, creds Credentials, st *jobSto
 		b := dockerbackend.New(dockerbackend.Config{Engine: eng, Gateways: e.svc.gw, Registry: engineAddr(e.service("registry").ln.Addr()),
 			AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region,
 			DataDir: e.dd.Path, StopGrace: e.cfg.StopGrace, GPUs: gpus,
-			PidsLimit: e.cfg.PidsLimit, DefaultMemory: e.cfg.DefaultMemory})
+			PidsLimit: e.cfg.PidsLimit, DefaultMemory: e.cfg.DefaultMemory,
+			RegistryAuth: jobs.RegistryAuth{Username: creds.RegistryUsername, Password: creds.RegistryPassword}})
 		return b, len(gpus), nil
 	case BackendKubernetes:
 		return e.kubeBackend(ctx, creds, st)
@@ -85,6 +86,12 @@ func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobSt
 			return nil, 0, err
 		}
 	}
+	// Our registry asks for the emulator's login; an external one is the
+	// cluster's business (its nodes' own pull configuration).
+	var pullAuth jobs.RegistryAuth
+	if st.registry == "" {
+		pullAuth = jobs.RegistryAuth{Username: creds.RegistryUsername, Password: creds.RegistryPassword}
+	}
 	client, ns, err := kube.Connect(ctx, kube.Config{Kubeconfig: c.Kubeconfig, Namespace: c.Namespace})
 	if err != nil {
 		return nil, 0, err
@@ -102,7 +109,7 @@ func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobSt
 		Client: client,
 		Contract: kube.Contract{Namespace: ns, Registry: reg, S3Endpoint: strings.TrimSuffix(obs, "/"),
 			AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region,
-			DataDir: e.dd.Path, Instance: kube.Instance(e.dd.Path), StopGrace: c.StopGrace},
+			DataDir: e.dd.Path, Instance: kube.Instance(e.dd.Path), StopGrace: c.StopGrace, RegistryAuth: pullAuth},
 		PendingLimit: c.PendingLimit,
 	}, n, nil
 }

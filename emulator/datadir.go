@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/malocal/malocal/internal/durable"
+	"github.com/malocal/malocal/registry"
 )
 
 // LayoutVersion is the version of the data dir layout this build writes.
@@ -30,12 +31,23 @@ const (
 	RegistryDir = "registry"
 )
 
-// Credentials are the S3 keys of the emulator's object store.
+// Credentials are the S3 keys of the emulator's object store and the user
+// name and password of its registry.
 type Credentials struct {
-	AccessKey string `json:"access_key"`
-	SecretKey string `json:"secret_key"`
-	Region    string `json:"region"`
+	AccessKey        string `json:"access_key"`
+	SecretKey        string `json:"secret_key"`
+	Region           string `json:"region"`
+	RegistryUsername string `json:"registry_username,omitempty"`
+	RegistryPassword string `json:"registry_password,omitempty"`
 }
+
+// Registry returns the registry's credentials.
+func (c Credentials) Registry() registry.Credentials {
+	return registry.Credentials{Username: c.RegistryUsername, Password: c.RegistryPassword}
+}
+
+// RegistryUser is the user name of the registry's credentials.
+const RegistryUser = "malocal"
 
 // DefaultRegion is the region the object store reports and signs with.
 const DefaultRegion = "cn-north-4"
@@ -74,13 +86,20 @@ func EnsureDataDir(path string) (*DataDir, error) {
 	if err := d.checkLayout(); err != nil {
 		return nil, err
 	}
-	if _, err := d.Credentials(); errors.Is(err, os.ErrNotExist) {
-		c := Credentials{AccessKey: "MA" + strings.ToUpper(randomHex(9)), SecretKey: randomHex(20), Region: DefaultRegion}
+	if c, err := d.Credentials(); errors.Is(err, os.ErrNotExist) {
+		c := Credentials{AccessKey: "MA" + strings.ToUpper(randomHex(9)), SecretKey: randomHex(20), Region: DefaultRegion,
+			RegistryUsername: RegistryUser, RegistryPassword: randomHex(20)}
 		if err := writeJSON(filepath.Join(abs, credentialsFile), c, 0o600); err != nil {
 			return nil, fmt.Errorf("storing S3 credentials: %w", err)
 		}
 	} else if err != nil {
 		return nil, err
+	} else if c.RegistryPassword == "" {
+		// A data dir from before the registry had credentials.
+		c.RegistryUsername, c.RegistryPassword = RegistryUser, randomHex(20)
+		if err := writeJSON(filepath.Join(abs, credentialsFile), c, 0o600); err != nil {
+			return nil, fmt.Errorf("storing registry credentials: %w", err)
+		}
 	}
 	if _, err := d.Token(); errors.Is(err, os.ErrNotExist) {
 		if err := WriteFileAtomic(filepath.Join(abs, tokenFile), []byte(randomHex(24)+"\n"), 0o600); err != nil {

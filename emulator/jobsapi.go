@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/malocal/malocal/api"
-	"github.com/malocal/malocal/audit"
 	"github.com/malocal/malocal/jobs"
 )
 
@@ -121,21 +120,3 @@ func jobToAPI(j *jobs.Job) *api.Job {
 	return out
 }
 
-// jobAuditor adapts the registry auditor to the core's Auditor: the
-// report's lines are its reasons. It keeps no verdicts of its own yet, so
-// Cached finds none.
-type jobAuditor struct{ a *audit.RegistryAuditor }
-
-var _ jobs.Auditor = jobAuditor{}
-
-func (a jobAuditor) Audit(ctx context.Context, repo, digest string) (jobs.Verdict, error) {
-	passed, reasons, err := a.a.Audit(ctx, repo, digest)
-	if err != nil {
-		return jobs.Verdict{}, err
-	}
-	return jobs.Verdict{Passed: passed, AuditedAt: time.Now().UTC(), Lines: reasons}, nil
-}
-
-func (a jobAuditor) Cached(context.Context, string) (jobs.Verdict, bool, error) {
-	return jobs.Verdict{}, false, nil
-}

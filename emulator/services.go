@@ -54,7 +54,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 		return fmt.Errorf("opening the object store: %w", err)
 	}
 	if s.reg, err = registry.New(e.dd.Sub(RegistryDir), registry.WithLogger(e.log.With("service", "registry")),
-		registry.WithQuota(e.cfg.RegistryQuota)); err != nil {
+		registry.WithQuota(e.cfg.RegistryQuota), registry.WithCredentials(creds.Registry())); err != nil {
 		return fmt.Errorf("opening the registry: %w", err)
 	}
 	if s.store, err = jobs.OpenStore(e.dd.Sub(storeFile)); err != nil {
@@ -89,7 +89,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	s.cancelJobs = cancel
 	if s.jobs, err = jobs.NewManager(jctx, jobs.Config{
 		Store: s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
-		Images: st.images, Buckets: st.buckets, Uploader: st.uploader, Auditor: jobAuditor{s.auditor},
+		Images: st.images, Buckets: st.buckets, Uploader: st.uploader, Auditor: e.verdicts(),
 		Capacity: jobs.Capacity{CPUs: e.cfg.CapacityCPUs, Memory: e.cfg.CapacityMemory, GPUs: gpus},
 		Logger:   e.log.With("service", "jobs"),
 	}); err != nil {

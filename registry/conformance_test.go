@@ -12,14 +12,15 @@ import (
 // TestConformance runs the OCI distribution-spec conformance suite (the
 // binary named by OCI_CONFORMANCE_BIN, see .ci/conformance-install.sh)
 // against the registry on a loopback port, with every API group and data
-// type on that our registry claims, including referrers and sha512.
+// type on that our registry claims, including referrers and sha512, with
+// authentication on: the suite logs in through the token endpoint.
 func TestConformance(t *testing.T) {
 	bin := os.Getenv("OCI_CONFORMANCE_BIN")
 	if bin == "" {
 		missingTool(t, "OCI_CONFORMANCE_BIN is not set (.ci/conformance-install.sh installs the suite)")
 	}
 	bin = needTool(t, "conformance suite", bin)
-	reg := newTestRegistry(t, filepath.Join(t.TempDir(), "registry"))
+	reg := newTestRegistry(t, filepath.Join(t.TempDir(), "registry"), WithCredentials(testCreds))
 	addr := serveTCP(t, reg.Handler())
 	results := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), bin)
@@ -27,6 +28,8 @@ func TestConformance(t *testing.T) {
 	cmd.Env = append(os.Environ(),
 		"OCI_REGISTRY="+addr,
 		"OCI_TLS=disabled",
+		"OCI_USERNAME="+testCreds.Username,
+		"OCI_PASSWORD="+testCreds.Password,
 		"OCI_REPO1=conformance/repo1",
 		"OCI_REPO2=conformance/repo2",
 		"OCI_RESULTS_DIR="+results,

@@ -70,6 +70,9 @@ func (r *Registry) serve(w http.ResponseWriter, req *http.Request) error {
 	if rt.kind != "ping" && rt.kind != "catalog" && !validName(rt.name) {
 		return errNameInvalid
 	}
+	if r.auth != nil && !anonymousOK(rt, req.Method) && !r.auth.authenticated(req) {
+		return r.auth.challenge(w, req, rt)
+	}
 	m := req.Method
 	switch {
 	case rt.kind == "ping" && (m == http.MethodGet || m == http.MethodHead):

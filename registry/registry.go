@@ -4,6 +4,10 @@
 // Blobs are stored once by digest (sha256 or sha512) and written temp file
 // → fsync → rename after their digest is checked; uploads stream to disk and
 // survive restarts; manifests and tags are small files replaced atomically.
+// With WithCredentials it authenticates as SWR does: the distribution token
+// flow (a Bearer challenge naming the token endpoint at TokenPath), and
+// anonymous pulls of PublicNamespace only. A manifest whose descriptor
+// sizes do not match its blobs is refused (MANIFEST_INVALID).
 // Other packages read images straight from storage with Image, without HTTP:
 //
 //	reg, err := registry.New(filepath.Join(dataDir, "registry"))
@@ -30,6 +34,7 @@ type options struct {
 	log   *slog.Logger
 	quota int64
 	grace time.Duration
+	creds *Credentials
 }
 
 // Option configures New.
@@ -54,8 +59,9 @@ func WithGCGrace(d time.Duration) Option { return func(o *options) { o.grace = d
 
 // Registry is a persistent OCI distribution registry.
 type Registry struct {
-	s   *store
-	log *slog.Logger
+	s    *store
+	log  *slog.Logger
+	auth *auth // nil: open to anyone
 }
 
 // New opens (creating it 0700 if needed) the registry stored under root.
@@ -73,15 +79,31 @@ func New(root string, opts ...Option) (*Registry, error) {
 	if root == "" {
 		return nil, fmt.Errorf("registry: empty root")
 	}
+	var a *auth
+	if o.creds != nil {
+		var err error
+		if a, err = newAuth(*o.creds); err != nil {
+			return nil, err
+		}
+	}
 	s, err := openStore(root, o.quota, o.grace, o.log)
 	if err != nil {
 		return nil, err
 	}
-	return &Registry{s: s, log: o.log}, nil
+	return &Registry{s: s, log: o.log, auth: a}, nil
 }
 
-// Handler serves the OCI distribution API; mount it at the site root.
-func (r *Registry) Handler() http.Handler { return http.HandlerFunc(r.serveHTTP) }
+// Handler serves the OCI distribution API, and the token endpoint at
+// TokenPath when the registry has credentials; mount it at the site root.
+func (r *Registry) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r.auth != nil && req.URL.Path == TokenPath {
+			r.auth.serveToken(w, req)
+			return
+		}
+		r.serveHTTP(w, req)
+	})
+}
 
 // Close releases the registry. Every acknowledged write is already on disk,
 // so there is nothing to flush.

@@ -413,8 +413,14 @@ func (s *store) checkRefs(name string, m *manifestMeta) error {
 		if err != nil {
 			return withMessage(errManifestInvalid, fmt.Sprintf("bad descriptor digest %q", b.Digest))
 		}
-		if _, err := s.statBlob(name, d); err != nil {
+		size, err := s.statBlob(name, d)
+		if err != nil {
 			return withMessage(errManifestBlobUnknown, "blob unknown: "+b.Digest)
+		}
+		if b.Size != size {
+			// As distribution does: a descriptor that lies about its
+			// blob's size makes the manifest invalid.
+			return withMessage(errManifestInvalid, fmt.Sprintf("descriptor of %s says size %d, the blob has %d bytes", b.Digest, b.Size, size))
 		}
 	}
 	for _, c := range m.Manifests {
@@ -424,6 +430,9 @@ func (s *store) checkRefs(name string, m *manifestMeta) error {
 		}
 		if !exists(s.manifestLink(name, d)) {
 			return withMessage(errManifestBlobUnknown, "manifest unknown: "+c.Digest)
+		}
+		if fi, err := os.Stat(s.blobPath(d)); err == nil && fi.Size() != c.Size {
+			return withMessage(errManifestInvalid, fmt.Sprintf("descriptor of %s says size %d, the manifest has %d bytes", c.Digest, c.Size, fi.Size()))
 		}
 	}
 	return nil

@@ -107,7 +107,7 @@ func (r *run) ensureBase(ctx context.Context, name, tag string) error {
 			return err
 		}
 	}
-	rec, err := baseimage.Add(ctx, cat, baseimage.AddOptions{Registry: r.t.registry, Name: name, Tag: tag})
+	rec, err := baseimage.Add(ctx, cat, baseimage.AddOptions{Registry: r.t.registry, Name: name, Tag: tag, Auth: r.t.auth()})
 	if err != nil {
 		return fmt.Errorf("registering the base: %w", err)
 	}
@@ -121,7 +121,7 @@ func (r *run) buildDefaultBase(ctx context.Context, tag string) error {
 	r.logf("building the default base %s:%s offline from debian:bookworm (mmdebstrap); this takes minutes", baseimage.DefaultCPUName, tag)
 	_, err := baseimage.Build(ctx, baseimage.BuildOptions{
 		Name: baseimage.DefaultCPUName, Tag: tag, From: "debian:bookworm", Include: DefaultBaseInclude,
-		Registry: r.t.registry, Catalog: baseimage.OpenCatalog(r.t.dataDir), Progress: r.o.Stderr,
+		Registry: r.t.registry, Auth: r.t.auth(), Catalog: baseimage.OpenCatalog(r.t.dataDir), Progress: r.o.Stderr,
 	})
 	if errors.Is(err, baseimage.ErrNoMmdebstrap) {
 		return fmt.Errorf("the default base %s:%s is neither in the emulator nor in the local Docker engine, and building it needs mmdebstrap: install it (apt-get install mmdebstrap), or load the base into Docker: %w", baseimage.DefaultCPUName, tag, err)
@@ -139,6 +139,13 @@ func (r *run) push(ctx context.Context, src, repo, tag string) error {
 	r.logf("pushing %s to the emulator's registry as %s:%s", src, repo, tag)
 	if _, err := dockerCmd(ctx, r.o.Docker, "tag", src, dst); err != nil {
 		return err
+	}
+	// The registry takes no anonymous push: log the engine in, as
+	// `malocal registry login` does.
+	login := exec.CommandContext(ctx, r.o.Docker, "login", "--username", r.t.regAuth.Username, "--password-stdin", r.t.pushRegistry)
+	login.Stdin = strings.NewReader(r.t.regAuth.Password)
+	if out, err := login.CombinedOutput(); err != nil {
+		return fmt.Errorf("docker login %s: %w: %s", r.t.pushRegistry, err, strings.TrimSpace(string(out)))
 	}
 	_, err := dockerCmd(ctx, r.o.Docker, "push", dst)
 	// Only the temporary name goes; the image and its layers stay.

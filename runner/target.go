@@ -10,10 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/emulator"
 	"github.com/malocal/malocal/fakeobs/obsclient"
 	"github.com/malocal/malocal/jobs"
+	"github.com/malocal/malocal/registry"
 )
 
 // target is the emulator a run uses: a throwaway one it started, or a
@@ -27,6 +30,7 @@ type target struct {
 	// job's pulls (jobs.DockerBackend.Registry); pushRegistry is the name
 	// docker push uses (localhost, an insecure registry by default).
 	engineRegistry, pushRegistry string
+	regAuth                      registry.Credentials // the emulator's registry credentials
 	dataDir                      string
 	docker                       string
 
@@ -96,6 +100,7 @@ func (t *target) connect(apiAddr, token, s3, registry string) error {
 	if err != nil {
 		return err
 	}
+	t.regAuth = creds.Registry()
 	t.s3, t.registry = loopback(s3), loopback(registry)
 	_, port, _ := net.SplitHostPort(t.registry)
 	t.engineRegistry, t.pushRegistry = t.registry, "localhost:"+port
@@ -104,6 +109,14 @@ func (t *target) connect(apiAddr, token, s3, registry string) error {
 		Endpoint: "http://" + t.s3, AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region,
 	})
 	return err
+}
+
+// auth is what malocal's own pushes present to the registry.
+func (t *target) auth() authn.Authenticator {
+	if t.regAuth.Password == "" {
+		return nil
+	}
+	return &authn.Basic{Username: t.regAuth.Username, Password: t.regAuth.Password}
 }
 
 // loopback turns a wildcard listen address into one a client can dial.

@@ -13,10 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/baseimage"
+	"github.com/malocal/malocal/emulator"
 	"github.com/malocal/malocal/fakeobs/obsclient"
 )
 
@@ -106,6 +108,12 @@ func EnsureBase(ctx context.Context, dataDir, registry, base, from string, inclu
 	if !ok {
 		return false, fmt.Errorf("base %q: want NAME:TAG", base)
 	}
+	var auth authn.Authenticator
+	if dd, err := emulator.OpenDataDir(dataDir); err == nil {
+		if c, err := dd.Credentials(); err == nil {
+			auth = CredentialsAuth(c)
+		}
+	}
 	cat := baseimage.OpenCatalog(dataDir)
 	cur, err := cat.Current()
 	if err != nil {
@@ -119,7 +127,7 @@ func EnsureBase(ctx context.Context, dataDir, registry, base, from string, inclu
 		if err != nil {
 			return false, err
 		}
-		if d, err := remote.Head(ref, remote.WithContext(ctx)); err == nil && d.Digest.String() == r.Digest {
+		if d, err := remote.Head(ref, append(registryAuth(auth), remote.WithContext(ctx))...); err == nil && d.Digest.String() == r.Digest {
 			fmt.Fprintf(progress, "base %s@%s is in place\n", base, r.Digest)
 			return false, nil
 		}
@@ -133,7 +141,7 @@ func EnsureBase(ctx context.Context, dataDir, registry, base, from string, inclu
 	fmt.Fprintf(progress, "building the base %s from %s\n", base, from)
 	_, err = baseimage.Build(ctx, baseimage.BuildOptions{
 		Name: repo, Tag: tag, From: from, Include: include,
-		Registry: registry, Catalog: cat, Progress: progress,
+		Registry: registry, Auth: auth, Catalog: cat, Progress: progress,
 	})
 	if errors.Is(err, baseimage.ErrNoMmdebstrap) {
 		return false, CheckBaseSource(from)
@@ -552,7 +560,8 @@ func Demo(ctx context.Context, o DemoOptions) (*Summary, error) {
 	if _, err := EnsureBase(ctx, o.DataDir, rt.Registry, o.Base, o.From, o.Include, o.Progress); err != nil {
 		return nil, err
 	}
-	inst, err := Install(ctx, InstallOptions{S3: s3, Bucket: o.Bucket, DataDir: o.Data, Registry: rt.Registry, Base: o.Base, Image: o.Image, Progress: o.Progress})
+	inst, err := Install(ctx, InstallOptions{S3: s3, Bucket: o.Bucket, DataDir: o.Data, Registry: rt.Registry, Auth: CredentialsAuth(creds),
+		Base: o.Base, Image: o.Image, Progress: o.Progress})
 	if err != nil {
 		return nil, err
 	}

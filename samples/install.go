@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/malocal/malocal/baseimage"
+	"github.com/malocal/malocal/emulator"
 	"github.com/malocal/malocal/fakeobs/obsclient"
 )
 
@@ -30,13 +32,14 @@ var ErrNoData = errors.New("no MNIST data")
 
 // InstallOptions say where the samples go.
 type InstallOptions struct {
-	S3       *obsclient.Client // the object store
-	Bucket   string            // default DefaultBucket
-	DataDir  string            // the four idx files; default FashionMNIST
-	Registry string            // host:port of the registry
-	Base     string            // the official base, name:tag; default eiwizard/custom-cpu-base:1.0
-	Image    string            // the sample image, repo:tag; default DefaultImage
-	Progress io.Writer         // progress lines; nil: none
+	S3       *obsclient.Client   // the object store
+	Bucket   string              // default DefaultBucket
+	DataDir  string              // the four idx files; default FashionMNIST
+	Registry string              // host:port of the registry
+	Auth     authn.Authenticator // the registry's credentials; nil: anonymous
+	Base     string              // the official base, name:tag; default eiwizard/custom-cpu-base:1.0
+	Image    string              // the sample image, repo:tag; default DefaultImage
+	Progress io.Writer           // progress lines; nil: none
 }
 
 // InstallResult is what Install put where.
@@ -102,7 +105,7 @@ func Install(ctx context.Context, o InstallOptions) (InstallResult, error) {
 	if res.DataUploaded, err = uploadData(ctx, o.S3, o.Bucket, o.DataDir, o.Progress); err != nil {
 		return res, err
 	}
-	digest, err := BuildImage(ctx, o.Registry, o.Base, o.Image, o.Progress)
+	digest, err := BuildImage(ctx, o.Registry, o.Base, o.Image, o.Progress, registryAuth(o.Auth)...)
 	if err != nil {
 		return res, err
 	}
@@ -218,7 +221,7 @@ func isIdx(n string) bool {
 // /usr/local/bin/python → python3 (the guide's command says `python`, and
 // Debian's python3 package has no `python`), and the sample label. It
 // returns the image's digest.
-func BuildImage(ctx context.Context, registry, base, image string, progress io.Writer) (string, error) {
+func BuildImage(ctx context.Context, registry, base, image string, progress io.Writer, opts ...remote.Option) (string, error) {
 	if progress == nil {
 		progress = io.Discard
 	}
@@ -230,7 +233,7 @@ func BuildImage(ctx context.Context, registry, base, image string, progress io.W
 	if err != nil {
 		return "", err
 	}
-	bimg, err := remote.Image(baseRef, remote.WithContext(ctx))
+	bimg, err := remote.Image(baseRef, append(opts, remote.WithContext(ctx))...)
 	if err != nil {
 		return "", fmt.Errorf("reading the base %s: %w (build it with `malocal base build --from debian:bookworm --include %s`)",
 			base, err, strings.Join(BaseInclude, ","))
@@ -265,15 +268,31 @@ func BuildImage(ctx context.Context, registry, base, image string, progress io.W
 	if err != nil {
 		return "", err
 	}
-	if old, err := remote.Head(imgRef, remote.WithContext(ctx)); err == nil && old.Digest == d {
+	if old, err := remote.Head(imgRef, append(opts, remote.WithContext(ctx))...); err == nil && old.Digest == d {
 		fmt.Fprintf(progress, "image %s@%s is up to date\n", imgRef, d)
 		return d.String(), nil
 	}
 	fmt.Fprintf(progress, "building %s on %s\n", image, base)
-	if _, err := baseimage.Push(ctx, img, imgRef, progress); err != nil {
+	if _, err := baseimage.Push(ctx, img, imgRef, progress, opts...); err != nil {
 		return "", err
 	}
 	return d.String(), nil
+}
+
+// registryAuth is the remote option that presents a (nil: none).
+func registryAuth(a authn.Authenticator) []remote.Option {
+	if a == nil {
+		return nil
+	}
+	return []remote.Option{remote.WithAuth(a)}
+}
+
+// CredentialsAuth turns the emulator's credentials into what pushes present.
+func CredentialsAuth(c emulator.Credentials) authn.Authenticator {
+	if c.RegistryPassword == "" {
+		return nil
+	}
+	return &authn.Basic{Username: c.RegistryUsername, Password: c.RegistryPassword}
 }
 
 func ref(registry, repoTag string) (name.Tag, error) {

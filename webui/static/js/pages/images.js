@@ -70,6 +70,8 @@ function imageRow(img, firstOfRepo) {
       if (a.base.superseded) base.append(" ", el("span", { class: "badge orange" }, t("images.superseded")));
     } else base.append(el("span", { class: "muted" }, t("images.noBase")));
     clear(verdict).append(verdictBadge(a.verdict));
+    // "approved <time>; its base has since been superseded": it stays approved.
+    if (a.note) verdict.append(" ", el("span", { class: "muted small", dataset: { note: "audit" } }, a.note));
     clear(detailCell);
     if (a.report) {
       detailCell.append(auditReport(a.report));
