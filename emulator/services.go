@@ -29,6 +29,7 @@ const (
 // listeners are bound (the job runner needs their addresses).
 type services struct {
 	obs        *fakeobs.Service
+	jobKeys    jobCredentials
 	reg        *registry.Registry
 	store      *jobs.Store
 	auditCache *audit.BoltCache
@@ -49,8 +50,14 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	keys, err := fakeobs.OpenKeyStore(e.dd.Sub(jobKeysFile))
+	if err != nil {
+		return err
+	}
+	s.jobKeys = jobCredentials{keys}
 	if s.obs, err = fakeobs.New(e.dd.Sub(ObjectsDir),
 		fakeobs.WithCredentials(fakeobs.Credentials{AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region}),
+		fakeobs.WithKeyStore(keys),
 		fakeobs.WithLogger(e.log.With("service", "s3"))); err != nil {
 		return fmt.Errorf("opening the object store: %w", err)
 	}
@@ -63,6 +70,9 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(e.dd.Sub(audit.VerdictsFile)), 0o700); err != nil {
 		return fmt.Errorf("creating the audit dir: %w", err)
+	}
+	if err := tightenTree(e.dd.Sub(auditLogDir)); err != nil {
+		return fmt.Errorf("making the audit logs private: %w", err)
 	}
 	if s.auditCache, err = audit.OpenBoltCache(e.dd.Sub(audit.VerdictsFile)); err != nil {
 		return fmt.Errorf("opening the audit verdict cache: %w", err)
@@ -85,7 +95,7 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	s3 := e.service("s3")
 	_, s3port, _ := net.SplitHostPort(s3.ln.Addr().String())
 	port, _ := strconv.Atoi(s3port)
-	s.gw = &gateways{log: e.log, handler: s.obs.Handler(), port: port, open: map[string]*gatewayListener{}}
+	s.gw = &gateways{log: e.log, handler: s.obs.Handler(), port: port, guard: e.guard, open: map[string]*gatewayListener{}}
 	backend, gpus, err := e.jobBackend(ctx, eng, creds, st)
 	if err != nil {
 		return err
