@@ -20,10 +20,11 @@ type Backend interface {
 
 // Server is the REST API's HTTP handler.
 type Server struct {
-	backend Backend
-	token   string
-	mux     *http.ServeMux
-	logins  loginCodes
+	backend  Backend
+	token    string
+	mux      *http.ServeMux
+	logins   loginCodes
+	sessions sessions
 }
 
 // NewServer returns the API handler. Every route requires the bearer
@@ -39,6 +40,7 @@ func NewServer(b Backend, token string) *Server {
 	s.registerJobs()
 	s.registerObjects()
 	s.create("POST /login-links", func(*http.Request) (any, error) { return s.NewLoginLink(), nil })
+	s.mux.HandleFunc("POST "+Prefix+LogoutPath, s.logout)
 	s.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})
