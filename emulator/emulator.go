@@ -118,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 		s.srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 		ln := e.guard.listener(s.ln, s.name)
 		go func(s *service) {
-			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := netguard.Serve(s.srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				e.errc <- fmt.Errorf("%s on %s: %w", s.title, s.ln.Addr(), err)
 			}
 		}(s)
@@ -172,7 +172,7 @@ func newGuard(cfg Config, log *slog.Logger) guard {
 	return g
 }
 
-func (g guard) listener(ln net.Listener, name string) net.Listener {
+func (g guard) listener(ln net.Listener, name string) *netguard.Listener {
 	return g.budget.Listen(ln, name, g.maxConns, g.log)
 }
 

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
+
+	"github.com/malocal/malocal/netguard"
 )
 
 // gateways serves the S3 API on the gateway address of each job network,
@@ -56,7 +58,7 @@ func (g *gateways) OpenS3(ctx context.Context, ip string) (string, func(), error
 		endpoint: "http://" + ln.Addr().String(),
 		users:    1,
 	}
-	go l.srv.Serve(g.guard.listener(ln, "s3 gateway "+ip))
+	go netguard.Serve(l.srv, g.guard.listener(ln, "s3 gateway "+ip))
 	g.open[ip] = l
 	g.log.Info("listening", "service", "s3", "url", l.endpoint, "for", "job network")
 	return l.endpoint, g.releaser(ip), nil

@@ -10,9 +10,10 @@
 //     its own cap (Budget.PerListener), so a flood on one cannot starve the
 //     others.
 //
-//   - Listen wraps a listener so that a connection over either bound is
-//     closed at accept: the client sees its connection end at once instead
-//     of hanging in the backlog.
+//   - Listen wraps a listener so that, at either bound, a connection that
+//     waits for a request is closed to make room, and if all are busy the
+//     new one is closed at accept: the client sees its connection end at
+//     once instead of hanging in the backlog.
 //
 //   - NewServer sets header, idle and body-progress timeouts: a client that
 //     sends headers or a body a byte at a time is cut off, and a kept-alive
@@ -23,5 +24,5 @@
 //	budget := netguard.NewBudget(netguard.DefaultReserve)
 //	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 //	srv := netguard.NewServer(handler, netguard.Limits{})
-//	go srv.Serve(budget.Listen(ln, "s3", budget.PerListener(), logger))
+//	go netguard.Serve(srv, budget.Listen(ln, "s3", budget.PerListener(), logger))
 package netguard

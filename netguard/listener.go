@@ -3,6 +3,7 @@ package netguard
 import (
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +72,7 @@ func (b *Budget) Listen(ln net.Listener, name string, max int, log *slog.Logger)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Listener{Listener: ln, budget: b, max: int64(max), name: name, log: log}
+	return &Listener{Listener: ln, budget: b, max: int64(max), name: name, log: log, idle: map[*conn]struct{}{}}
 }
 
 // Listener is a listener with a connection bound.
@@ -84,6 +85,9 @@ type Listener struct {
 
 	open     atomic.Int64
 	refused  atomic.Int64
+	evicted  atomic.Int64
+	idleMu   sync.Mutex
+	idle     map[*conn]struct{} // connections waiting for a request
 	logMu    sync.Mutex
 	lastLog  time.Time
 	unlogged int64
@@ -95,22 +99,65 @@ func (l *Listener) Open() int { return int(l.open.Load()) }
 // Refused is how many connections the listener closed at accept.
 func (l *Listener) Refused() int { return int(l.refused.Load()) }
 
-// Accept returns the next connection within the bounds, closing those
-// over them.
+// Evicted is how many idle connections the listener closed to make room.
+func (l *Listener) Evicted() int { return int(l.evicted.Load()) }
+
+// Accept returns the next connection within the bounds. At the bound, a
+// connection that waits for a request (never sent one, or kept alive
+// after one) is closed to make room, as its idle timeout would have; if
+// every connection is busy, the new one is closed at once.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		if l.open.Add(1) <= l.max {
-			if l.budget.take() {
-				return &conn{Conn: c, l: l}, nil
-			}
+		if l.admit() || (l.evictIdle() && l.admit()) {
+			return &conn{Conn: c, l: l}, nil
 		}
-		l.open.Add(-1)
 		l.refuse(c)
 	}
+}
+
+func (l *Listener) admit() bool {
+	if l.open.Add(1) <= l.max && l.budget.take() {
+		return true
+	}
+	l.open.Add(-1)
+	return false
+}
+
+// ConnState must be the http.Server's ConnState hook: it tells the
+// listener which connections wait for a request.
+func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
+	gc, ok := c.(*conn)
+	if !ok {
+		return
+	}
+	l.idleMu.Lock()
+	defer l.idleMu.Unlock()
+	if s == http.StateNew || s == http.StateIdle {
+		l.idle[gc] = struct{}{}
+	} else {
+		delete(l.idle, gc)
+	}
+}
+
+func (l *Listener) evictIdle() bool {
+	l.idleMu.Lock()
+	var victim *conn
+	for c := range l.idle {
+		victim = c
+		break
+	}
+	delete(l.idle, victim)
+	l.idleMu.Unlock()
+	if victim == nil {
+		return false
+	}
+	victim.Close()
+	l.evicted.Add(1)
+	return true
 }
 
 func (l *Listener) refuse(c net.Conn) {

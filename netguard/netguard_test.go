@@ -22,7 +22,7 @@ func serve(t *testing.T, b *Budget, max int, l Limits, h http.Handler) (string, 
 	}
 	ln := b.Listen(raw, "test", max, nil)
 	srv := NewServer(h, l)
-	go srv.Serve(ln)
+	go Serve(srv, ln)
 	t.Cleanup(func() { srv.Close() })
 	return raw.Addr().String(), ln
 }
@@ -74,7 +74,55 @@ func refused(t *testing.T, addr string) {
 	}
 }
 
-func TestListenerRefusesOverBoundAtAccept(t *testing.T) {
+// busy is a handler that holds each request until release is closed.
+func busy(entered chan<- struct{}, release <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "ok")
+	})
+}
+
+// startBusy opens a connection whose request the handler holds.
+func startBusy(t *testing.T, addr string, entered <-chan struct{}) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("request not served")
+	}
+	return c
+}
+
+func TestBusyListenerRefusesAtAccept(t *testing.T) {
+	entered, release := make(chan struct{}, 10), make(chan struct{})
+	addr, ln := serve(t, newBudget(1<<20, 0), 3, Limits{}, busy(entered, release))
+	var held []net.Conn
+	for i := 0; i < 3; i++ {
+		held = append(held, startBusy(t, addr, entered))
+	}
+	refused(t, addr)
+	if ln.Refused() != 1 || ln.Open() != 3 || ln.Evicted() != 0 {
+		t.Errorf("refused %d, open %d, evicted %d; want 1, 3, 0", ln.Refused(), ln.Open(), ln.Evicted())
+	}
+	close(release)
+	// The busy ones finish their requests.
+	for i, c := range held {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("held conn %d: %v %v", i, resp, err)
+		}
+	}
+}
+
+func TestIdleConnectionEvictedForANewOne(t *testing.T) {
 	addr, ln := serve(t, newBudget(1<<20, 0), 3, Limits{}, http.HandlerFunc(ok))
 	var held []net.Conn
 	for i := 0; i < 3; i++ {
@@ -88,39 +136,40 @@ func TestListenerRefusesOverBoundAtAccept(t *testing.T) {
 		}
 		held = append(held, c)
 	}
-	refused(t, addr)
-	if ln.Refused() != 1 || ln.Open() != 3 {
-		t.Errorf("refused %d, open %d; want 1 and 3", ln.Refused(), ln.Open())
-	}
-	// The held ones still work, and a freed slot takes a new connection.
-	if got := get(t, held[0]); got != "200 OK" {
-		t.Fatalf("held conn: %s", got)
-	}
-	held[1].Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for ln.Open() != 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	if got := get(t, c); got != "200 OK" {
-		t.Fatalf("after a slot freed: %s", got)
+		t.Fatalf("a new connection at the bound: %s", got)
+	}
+	if ln.Evicted() != 1 || ln.Refused() != 0 || ln.Open() != 3 {
+		t.Errorf("evicted %d, refused %d, open %d; want 1, 0, 3", ln.Evicted(), ln.Refused(), ln.Open())
+	}
+	closed := 0
+	for _, h := range held {
+		h.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := h.Read(make([]byte, 1)); err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				closed++
+			}
+		}
+	}
+	if closed != 1 {
+		t.Errorf("%d idle connections closed, want 1", closed)
 	}
 }
 
 func TestBudgetSharedAcrossListeners(t *testing.T) {
 	b := &Budget{total: 2}
-	a1, l1 := serve(t, b, 10, Limits{}, http.HandlerFunc(ok))
-	a2, l2 := serve(t, b, 10, Limits{}, http.HandlerFunc(ok))
-	c1, _ := net.Dial("tcp", a1)
-	defer c1.Close()
-	get(t, c1)
-	c2, _ := net.Dial("tcp", a2)
-	defer c2.Close()
-	get(t, c2)
+	entered, release := make(chan struct{}, 10), make(chan struct{})
+	defer close(release)
+	a1, l1 := serve(t, b, 10, Limits{}, busy(entered, release))
+	a2, l2 := serve(t, b, 10, Limits{}, busy(entered, release))
+	startBusy(t, a1, entered)
+	startBusy(t, a2, entered)
 	refused(t, a1)
 	if l1.Refused() != 1 || l2.Refused() != 0 || b.Open() != 2 {
 		t.Errorf("refused %d/%d, budget open %d", l1.Refused(), l2.Refused(), b.Open())

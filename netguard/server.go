@@ -48,6 +48,12 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// Serve serves ln with srv, telling ln which connections are idle.
+func Serve(srv *http.Server, ln *Listener) error {
+	srv.ConnState = ln.ConnState
+	return srv.Serve(ln)
+}
+
 // NewServer returns a server of h with the limits' timeouts. No write
 // timeout is set: downloads and followed logs may last; a client that
 // stops reading holds one connection of its listener's bound.
