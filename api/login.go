@@ -2,10 +2,16 @@ package api
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -14,7 +20,7 @@ import (
 // asks for, a login URL carrying a one-time code. Redeeming it sets an
 // HttpOnly, SameSite=Strict cookie, so no secret is ever in a page or in
 // script reach, and other sites' pages cannot send it. A session lasts
-// 12 hours at most, ends when the emulator restarts, and ends at once on
+// 12 hours at most (across restarts of the emulator) and ends at once on
 // POST /logout (the console's "Sign out").
 const (
 	// SessionCookie is the console's cookie.
@@ -24,7 +30,7 @@ const (
 	// loginCodeTTL is how long an unused code stays valid.
 	loginCodeTTL = 24 * time.Hour
 	// SessionLifetime bounds a console session; a session also ends when
-	// the emulator restarts and when the browser signs out.
+	// the browser signs out, and all end when the API token changes.
 	SessionLifetime = 12 * time.Hour
 	// LogoutPath signs the console out (POST), under Prefix.
 	LogoutPath = "/logout"
@@ -75,47 +81,106 @@ func (s *Server) NewLoginLink() LoginLink {
 	return LoginLink{Path: Prefix + LoginPath + "?" + url.Values{"code": {code}}.Encode(), Expires: exp}
 }
 
-// sessions are the console's signed-in browsers: random values kept in
-// memory only, so every session ends when the emulator restarts, each
-// after SessionLifetime at most, and one at sign-out.
+// A console session is a cookie the server can check without keeping it:
+// a random id and an expiry, signed with a key derived from the API token.
+// So a session survives an emulator restart, lasts SessionLifetime at most,
+// and ends for every browser when the token changes. Signing out records
+// the id as revoked until its expiry (in the RevokedSessions store, which
+// the emulator keeps in the data dir), so a kept copy of the cookie is
+// worthless too.
 type sessions struct {
-	mu  sync.Mutex
-	all map[string]time.Time // value → expiry
+	key     []byte
+	revoked RevokedSessions
 }
 
-func (ss *sessions) start(now time.Time) (string, time.Time) {
-	v := rand.Text() + rand.Text()
-	exp := now.Add(SessionLifetime)
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	if ss.all == nil {
-		ss.all = map[string]time.Time{}
+// RevokedSessions keeps the ids of signed-out sessions until they expire.
+type RevokedSessions interface {
+	Revoke(id string, until time.Time) error
+	IsRevoked(id string) bool
+}
+
+// memRevoked is the RevokedSessions of a server given no other: it
+// forgets at restart.
+type memRevoked struct {
+	mu  sync.Mutex
+	ids map[string]time.Time
+}
+
+func (m *memRevoked) Revoke(id string, until time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ids == nil {
+		m.ids = map[string]time.Time{}
 	}
-	for k, e := range ss.all {
+	now := time.Now()
+	for k, e := range m.ids {
 		if now.After(e) {
-			delete(ss.all, k)
+			delete(m.ids, k)
 		}
 	}
-	ss.all[v] = exp
-	return v, exp
+	m.ids[id] = until
+	return nil
 }
 
-func (ss *sessions) valid(v string, now time.Time) bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	exp, ok := ss.all[v]
-	if ok && now.After(exp) {
-		delete(ss.all, v)
-		return false
-	}
+func (m *memRevoked) IsRevoked(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.ids[id]
 	return ok
 }
 
-func (ss *sessions) end(v string) {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	delete(ss.all, v)
+func newSessions(token string) sessions {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("malocal console session key"))
+	return sessions{key: m.Sum(nil), revoked: &memRevoked{}}
 }
+
+func (ss *sessions) sign(payload string) string {
+	m := hmac.New(sha256.New, ss.key)
+	m.Write([]byte(payload))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+func (ss *sessions) start(now time.Time) (string, time.Time) {
+	exp := now.Add(SessionLifetime).Truncate(time.Second)
+	payload := rand.Text() + "." + strconv.FormatInt(exp.Unix(), 10)
+	return payload + "." + ss.sign(payload), exp
+}
+
+// parse checks a cookie value and returns its id and expiry.
+func (ss *sessions) parse(v string, now time.Time) (string, time.Time, bool) {
+	i := strings.LastIndexByte(v, '.')
+	if i < 0 || !hmac.Equal([]byte(v[i+1:]), []byte(ss.sign(v[:i]))) {
+		return "", time.Time{}, false
+	}
+	id, e, ok := strings.Cut(v[:i], ".")
+	sec, err := strconv.ParseInt(e, 10, 64)
+	if !ok || err != nil {
+		return "", time.Time{}, false
+	}
+	exp := time.Unix(sec, 0)
+	if now.After(exp) || exp.After(now.Add(SessionLifetime)) {
+		return "", time.Time{}, false
+	}
+	return id, exp, true
+}
+
+func (ss *sessions) valid(v string, now time.Time) bool {
+	id, _, ok := ss.parse(v, now)
+	return ok && !ss.revoked.IsRevoked(id)
+}
+
+func (ss *sessions) end(v string) error {
+	id, exp, ok := ss.parse(v, time.Now())
+	if !ok {
+		return nil
+	}
+	return ss.revoked.Revoke(id, exp)
+}
+
+// SetRevokedSessions keeps signed-out sessions in r, so that they stay
+// ended across a restart; by default they are kept in memory.
+func (s *Server) SetRevokedSessions(r RevokedSessions) { s.sessions.revoked = r }
 
 func (s *Server) hasSession(r *http.Request) bool {
 	c, err := r.Cookie(SessionCookie)
@@ -150,7 +215,10 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	var res LogoutResult
 	if c, err := r.Cookie(SessionCookie); err == nil {
 		res.SignedOut = s.sessions.valid(c.Value, time.Now())
-		s.sessions.end(c.Value)
+		if err := s.sessions.end(c.Value); err != nil {
+			writeError(w, fmt.Errorf("signing out: %w", err))
+			return
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	w.Header().Set("Content-Type", "application/json")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,23 +72,51 @@ func TestLogoutEndsTheSession(t *testing.T) {
 	}
 }
 
-func TestSessionEndsAtRestartAndAfterItsLifetime(t *testing.T) {
-	srv := httptest.NewServer(NewServer(fakeBackend{}, "tok"))
-	c := signIn(t, srv)
-	srv.Close()
-	// A new server (the emulator restarted) with the same token.
-	srv2 := httptest.NewServer(NewServer(fakeBackend{}, "tok"))
-	defer srv2.Close()
-	if got := withCookie(t, "GET", srv2.URL+Prefix+"/status", c, "").StatusCode; got != http.StatusUnauthorized {
-		t.Errorf("a session from before the restart: %d, want 401", got)
+// A session survives a restart (a new server with the same token), ends
+// after its lifetime, and a signed-out one stays ended across a restart
+// when the revocations are kept.
+func TestSessionAcrossRestartsAndAfterItsLifetime(t *testing.T) {
+	revoked := &memRevoked{}
+	newSrv := func(token string) *httptest.Server {
+		s := NewServer(fakeBackend{}, token)
+		s.SetRevokedSessions(revoked)
+		return httptest.NewServer(s)
 	}
-	var ss sessions
+	srv := newSrv("tok")
+	c := signIn(t, srv)
+	gone := signIn(t, srv)
+	if got := withCookie(t, "POST", srv.URL+Prefix+LogoutPath, gone, srv.URL).StatusCode; got != 200 {
+		t.Fatalf("logout: %d", got)
+	}
+	srv.Close()
+	srv2 := newSrv("tok")
+	defer srv2.Close()
+	if got := withCookie(t, "GET", srv2.URL+Prefix+"/status", c, "").StatusCode; got != 200 {
+		t.Errorf("a session from before the restart: %d, want 200", got)
+	}
+	if got := withCookie(t, "GET", srv2.URL+Prefix+"/status", gone, "").StatusCode; got != http.StatusUnauthorized {
+		t.Errorf("a signed-out session after the restart: %d, want 401", got)
+	}
+	srv3 := newSrv("new-token")
+	defer srv3.Close()
+	if got := withCookie(t, "GET", srv3.URL+Prefix+"/status", c, "").StatusCode; got != http.StatusUnauthorized {
+		t.Errorf("a session after the token changed: %d, want 401", got)
+	}
+
+	ss := newSessions("tok")
 	now := time.Now()
 	v, exp := ss.start(now)
-	if !exp.Equal(now.Add(SessionLifetime)) || !ss.valid(v, now.Add(SessionLifetime-time.Minute)) {
+	if exp.Sub(now) > SessionLifetime || !ss.valid(v, now.Add(SessionLifetime-time.Minute)) {
 		t.Errorf("session expiring %s", exp)
 	}
 	if ss.valid(v, now.Add(SessionLifetime+time.Second)) {
 		t.Error("a session outlived its lifetime")
+	}
+	flip := "0"
+	if strings.HasSuffix(v, "0") {
+		flip = "1"
+	}
+	if ss.valid(v[:len(v)-1]+flip, now) || ss.valid(strings.Replace(v, ".", ".9", 1), now) {
+		t.Error("a forged cookie was accepted")
 	}
 }

@@ -31,7 +31,7 @@ type Server struct {
 // token or the console's session cookie; writes and websocket upgrades
 // must come from the same origin.
 func NewServer(b Backend, token string) *Server {
-	s := &Server{backend: b, token: token, mux: http.NewServeMux()}
+	s := &Server{backend: b, token: token, mux: http.NewServeMux(), sessions: newSessions(token)}
 	s.handle("GET /status", func(r *http.Request) (any, error) { return b.Status(r.Context()) })
 	// Routes of later services register here, each behind its own optional
 	// backend interface.

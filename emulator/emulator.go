@@ -95,6 +95,11 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 	}
 	apiSrv := api.NewServer(apiBackend{Emulator: e, ImageBackend: e.svc.reg.APIBackend(), jobsAPI: jobsAPI{e.svc.jobs},
 		auditAPI: e.auditAPI(), objectsAPI: objects}, token)
+	revoked, err := openRevokedSessions(dd)
+	if err != nil {
+		return nil, err
+	}
+	apiSrv.SetRevokedSessions(revoked)
 	// The console's files at /, the API under its prefix, on one origin.
 	console := http.NewServeMux()
 	console.Handle(api.Prefix+"/", apiSrv)

@@ -227,3 +227,33 @@ func apiErrorCode(err error) string {
 	}
 	return ""
 }
+
+// A signed-out console session stays ended across a restart of the
+// emulator; the file keeping it is private.
+func TestRevokedSessionsKept(t *testing.T) {
+	dd, err := EnsureDataDir(filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := openRevokedSessions(dd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Revoke("gone", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Revoke("old", time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	r2, err := openRevokedSessions(dd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r2.IsRevoked("gone") || r2.IsRevoked("other") {
+		t.Error("revocations not kept across a reopen")
+	}
+	fi, err := os.Stat(dd.Sub(revokedSessionsFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v %v", revokedSessionsFile, fi, err)
+	}
+}
