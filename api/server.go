@@ -20,17 +20,18 @@ type Backend interface {
 
 // Server is the REST API's HTTP handler.
 type Server struct {
-	backend Backend
-	token   string
-	mux     *http.ServeMux
-	logins  loginCodes
+	backend  Backend
+	token    string
+	mux      *http.ServeMux
+	logins   loginCodes
+	sessions sessions
 }
 
 // NewServer returns the API handler. Every route requires the bearer
 // token or the console's session cookie; writes and websocket upgrades
 // must come from the same origin.
 func NewServer(b Backend, token string) *Server {
-	s := &Server{backend: b, token: token, mux: http.NewServeMux()}
+	s := &Server{backend: b, token: token, mux: http.NewServeMux(), sessions: newSessions(token)}
 	s.handle("GET /status", func(r *http.Request) (any, error) { return b.Status(r.Context()) })
 	// Routes of later services register here, each behind its own optional
 	// backend interface.
@@ -39,6 +40,7 @@ func NewServer(b Backend, token string) *Server {
 	s.registerJobs()
 	s.registerObjects()
 	s.create("POST /login-links", func(*http.Request) (any, error) { return s.NewLoginLink(), nil })
+	s.mux.HandleFunc("POST "+Prefix+LogoutPath, s.logout)
 	s.mux.HandleFunc(Prefix+"/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})

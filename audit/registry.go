@@ -114,13 +114,14 @@ func SupersededNote(rep *Report, bases []Base) string {
 
 // AppendLog appends an audit's text report and log to
 // dir/<manifest digest hex>.log, one file per image, every audit kept.
+// The dir is made 0700 and the files 0600, like the rest of the data dir.
 func AppendLog(dir string, rep *Report) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("audit log dir: %w", err)
 	}
 	name := strings.TrimPrefix(rep.ManifestDigest, "sha256:")
 	name = strings.ReplaceAll(name, ":", "-")
-	f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/emulator"
+	"github.com/malocal/malocal/netguard"
 )
 
 func newUpCmd(g *globals) *cobra.Command {
@@ -120,6 +121,8 @@ Settings come from flags, then MALOCAL_* environment variables, then the
 	f.StringVar(&cfg.ExternalRegistry, "external-registry", os.Getenv("MALOCAL_EXTERNAL_REGISTRY"), "HOST:PORT of an existing registry that jobs' images are resolved in, audited from and pulled from instead of ours, with --backend kubernetes (env MALOCAL_EXTERNAL_REGISTRY)")
 	f.BoolVar(&cfg.ExternalRegistryInsecure, "external-registry-insecure", envBool("MALOCAL_EXTERNAL_REGISTRY_INSECURE"), "reach --external-registry over plain HTTP (env MALOCAL_EXTERNAL_REGISTRY_INSECURE)")
 	f.DurationVar(&cfg.PendingLimit, "pending-limit", envDuration("MALOCAL_PENDING_LIMIT", 5*time.Minute), "how long a job's pods may wait to be scheduled before the job fails, with --backend kubernetes (env MALOCAL_PENDING_LIMIT)")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", envDuration("MALOCAL_IDLE_TIMEOUT", netguard.DefaultIdleTimeout), "how long every listener keeps a connection that sends no request (env MALOCAL_IDLE_TIMEOUT)")
+	f.IntVar(&cfg.MaxConns, "max-conns", envInt("MALOCAL_MAX_CONNS", 0), "connections each listener holds at most; more are refused at accept (env MALOCAL_MAX_CONNS; 0: a share of the open-file limit, at most 8192)")
 	f.StringVar(&configFile, "config", os.Getenv("MALOCAL_CONFIG"), "YAML file of settings named like these flags (env MALOCAL_CONFIG); flags and MALOCAL_* variables win over it")
 	f.StringVar(&logFormat, "log-format", cmp.Or(os.Getenv("MALOCAL_LOG_FORMAT"), "text"), "log format: text or json (env MALOCAL_LOG_FORMAT)")
 	return cmd
@@ -129,6 +132,15 @@ func envFloat(name string, def float64) float64 {
 	if v := os.Getenv(name); v != "" {
 		if f, err := strconv.ParseFloat(v, 64); err == nil {
 			return f
+		}
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v := os.Getenv(name); v != "" {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
 		}
 	}
 	return def

@@ -9,8 +9,8 @@ import (
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/audit"
-	"github.com/malocal/malocal/jobs"
 	"github.com/malocal/malocal/baseimage"
+	"github.com/malocal/malocal/jobs"
 	"github.com/malocal/malocal/registry"
 )
 

@@ -63,6 +63,12 @@ type Config struct {
 	// before the job fails with the scheduler's reason; 0: 5 minutes.
 	PendingLimit time.Duration
 
+	// IdleTimeout closes a connection of any listener that sends no
+	// request for so long; 0: netguard.DefaultIdleTimeout. MaxConns bounds
+	// each listener's open connections; 0: a share of the open-file limit.
+	IdleTimeout time.Duration
+	MaxConns    int
+
 	// handlers replaces a service's handler by name; tests use it to serve
 	// slow requests during shutdown.
 	handlers map[string]http.Handler

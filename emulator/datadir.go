@@ -82,6 +82,9 @@ func EnsureDataDir(path string) (*DataDir, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir %s: %w", abs, err)
 	}
+	if err := checkDataDirMode(abs); err != nil {
+		return nil, err
+	}
 	d := &DataDir{Path: abs}
 	if err := d.checkLayout(); err != nil {
 		return nil, err
@@ -121,7 +124,63 @@ func OpenDataDir(path string) (*DataDir, error) {
 	if _, err := os.Stat(filepath.Join(abs, layoutFile)); err != nil {
 		return nil, fmt.Errorf("%s is not a malocal data dir (run `malocal up --data-dir %s` first, or pass the right --data-dir): %w", abs, abs, err)
 	}
+	if err := checkDataDirMode(abs); err != nil {
+		return nil, err
+	}
 	return &DataDir{Path: abs}, nil
+}
+
+// checkDataDirMode refuses a data dir that other users could write: it
+// holds the API token and the file that tells the CLI where to send it, so
+// whoever can replace its files can run containers as this user. A dir
+// that others can only read is made 0700.
+func checkDataDirMode(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("data dir %s is not a directory: pass another --data-dir", dir)
+	}
+	if owner, ok := fileOwner(fi); ok && owner != os.Geteuid() {
+		return fmt.Errorf("data dir %s belongs to uid %d, not to you (uid %d): use a data dir of your own (--data-dir), or take it with `chown -R %d %s`",
+			dir, owner, os.Geteuid(), os.Geteuid(), dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("data dir %s is writable by other users (mode %04o): another user could replace its token or runtime files; make it yours alone with `chmod 700 %s` (and check its files), then start again",
+			dir, perm, dir)
+	} else if perm != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("data dir %s has mode %04o; making it 0700: %w", dir, perm, err)
+		}
+	}
+	return nil
+}
+
+// tightenTree makes the dirs under root 0700 and the files 0600 where
+// they were open to other users (left by an older malocal).
+func tightenTree(root string) error {
+	err := filepath.WalkDir(root, func(p string, de os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := de.Info()
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if de.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Type()&os.ModeSymlink == 0 && fi.Mode().Perm()&0o077 != 0 {
+			return os.Chmod(p, fi.Mode().Perm()&want)
+		}
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 func (d *DataDir) checkLayout() error {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/malocal/malocal/api"
+	"github.com/malocal/malocal/netguard"
 	"github.com/malocal/malocal/webui"
 )
 
@@ -41,6 +42,7 @@ type Emulator struct {
 	services []*service
 	svc      services
 	errc     chan error
+	guard    guard
 	closeMu  sync.Mutex
 	closed   bool
 }
@@ -58,6 +60,7 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 		return nil, err
 	}
 	e := &Emulator{cfg: cfg, dd: dd, lock: lock, log: cfg.Logger, started: time.Now().UTC(), errc: make(chan error, 4)}
+	e.guard = newGuard(cfg, e.log)
 	defer func() {
 		if err != nil {
 			e.closeListeners()
@@ -92,6 +95,11 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 	}
 	apiSrv := api.NewServer(apiBackend{Emulator: e, ImageBackend: e.svc.reg.APIBackend(), jobsAPI: jobsAPI{e.svc.jobs},
 		auditAPI: e.auditAPI(), objectsAPI: objects}, token)
+	revoked, err := openRevokedSessions(dd)
+	if err != nil {
+		return nil, err
+	}
+	apiSrv.SetRevokedSessions(revoked)
 	// The console's files at /, the API under its prefix, on one origin.
 	console := http.NewServeMux()
 	console.Handle(api.Prefix+"/", apiSrv)
@@ -111,13 +119,11 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 		return nil, fmt.Errorf("recording runtime info: %w", err)
 	}
 	for _, s := range e.services {
-		s.srv = &http.Server{
-			Handler:           logRequests(e.log, s.name, s.handler),
-			ReadHeaderTimeout: 30 * time.Second,
-			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		}
+		s.srv = e.guard.server(logRequests(e.log, s.name, s.handler))
+		s.srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+		ln := e.guard.listener(s.ln, s.name)
 		go func(s *service) {
-			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := netguard.Serve(s.srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				e.errc <- fmt.Errorf("%s on %s: %w", s.title, s.ln.Addr(), err)
 			}
 		}(s)
@@ -145,6 +151,37 @@ func (e *Emulator) listen(ctx context.Context, s *service) error {
 	s.ln = ln
 	return nil
 }
+
+// guard is what every listener of the emulator is served with: one
+// connection budget across them all, a cap per listener, and timeouts.
+type guard struct {
+	budget   *netguard.Budget
+	maxConns int
+	limits   netguard.Limits
+	log      *slog.Logger
+}
+
+// newGuard raises the open-file limit to the hard one, so that the
+// connection bounds leave the process headroom, and sizes them.
+func newGuard(cfg Config, log *slog.Logger) guard {
+	n, err := netguard.RaiseFileLimit()
+	if err != nil {
+		log.Warn("could not raise the open-file limit; connection bounds are sized to the current one", "err", err)
+	}
+	g := guard{budget: netguard.NewBudget(netguard.DefaultReserve), maxConns: cfg.MaxConns,
+		limits: netguard.Limits{IdleTimeout: cfg.IdleTimeout}, log: log}
+	if g.maxConns <= 0 {
+		g.maxConns = g.budget.PerListener()
+	}
+	log.Debug("connection bounds", "open_file_limit", n, "per_listener", g.maxConns, "all_listeners", g.budget.Total())
+	return g
+}
+
+func (g guard) listener(ln net.Listener, name string) *netguard.Listener {
+	return g.budget.Listen(ln, name, g.maxConns, g.log)
+}
+
+func (g guard) server(h http.Handler) *http.Server { return netguard.NewServer(h, g.limits) }
 
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)

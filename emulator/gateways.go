@@ -10,7 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"syscall"
-	"time"
+
+	"github.com/malocal/malocal/netguard"
 )
 
 // gateways serves the S3 API on the gateway address of each job network,
@@ -21,6 +22,7 @@ type gateways struct {
 	log     *slog.Logger
 	handler http.Handler
 	port    int // the loopback S3 port, tried first so URLs look alike
+	guard   guard
 
 	mu   sync.Mutex
 	open map[string]*gatewayListener
@@ -52,11 +54,11 @@ func (g *gateways) OpenS3(ctx context.Context, ip string) (string, func(), error
 		return "", nil, fmt.Errorf("listening on the job network's gateway %s: %w", ip, err)
 	}
 	l := &gatewayListener{
-		srv:      &http.Server{Handler: logRequests(g.log, "s3", g.handler), ReadHeaderTimeout: 30 * time.Second},
+		srv:      g.guard.server(logRequests(g.log, "s3", g.handler)),
 		endpoint: "http://" + ln.Addr().String(),
 		users:    1,
 	}
-	go l.srv.Serve(ln)
+	go netguard.Serve(l.srv, g.guard.listener(ln, "s3 gateway "+ip))
 	g.open[ip] = l
 	g.log.Info("listening", "service", "s3", "url", l.endpoint, "for", "job network")
 	return l.endpoint, g.releaser(ip), nil

@@ -119,4 +119,3 @@ func jobToAPI(j *jobs.Job) *api.Job {
 	}
 	return out
 }
-

@@ -28,6 +28,7 @@ const (
 // listeners are bound (the job runner needs their addresses).
 type services struct {
 	obs        *fakeobs.Service
+	jobKeys    jobCredentials
 	reg        *registry.Registry
 	store      *jobs.Store
 	auditCache *audit.BoltCache
@@ -48,8 +49,14 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	keys, err := fakeobs.OpenKeyStore(e.dd.Sub(jobKeysFile))
+	if err != nil {
+		return err
+	}
+	s.jobKeys = jobCredentials{keys}
 	if s.obs, err = fakeobs.New(e.dd.Sub(ObjectsDir),
 		fakeobs.WithCredentials(fakeobs.Credentials{AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region}),
+		fakeobs.WithKeyStore(keys),
 		fakeobs.WithLogger(e.log.With("service", "s3"))); err != nil {
 		return fmt.Errorf("opening the object store: %w", err)
 	}
@@ -62,6 +69,9 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(e.dd.Sub(audit.VerdictsFile)), 0o700); err != nil {
 		return fmt.Errorf("creating the audit dir: %w", err)
+	}
+	if err := tightenTree(e.dd.Sub(auditLogDir)); err != nil {
+		return fmt.Errorf("making the audit logs private: %w", err)
 	}
 	if s.auditCache, err = audit.OpenBoltCache(e.dd.Sub(audit.VerdictsFile)); err != nil {
 		return fmt.Errorf("opening the audit verdict cache: %w", err)
@@ -80,15 +90,22 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	s3 := e.service("s3")
 	_, s3port, _ := net.SplitHostPort(s3.ln.Addr().String())
 	port, _ := strconv.Atoi(s3port)
-	s.gw = &gateways{log: e.log, handler: s.obs.Handler(), port: port, open: map[string]*gatewayListener{}}
+	s.gw = &gateways{log: e.log, handler: s.obs.Handler(), port: port, guard: e.guard, open: map[string]*gatewayListener{}}
 	backend, gpus, err := e.jobBackend(ctx, creds, st)
 	if err != nil {
 		return err
 	}
 	jctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancelJobs = cancel
+	// Each job gets a key of its own on our store; with --external-obs
+	// jobs keep the user's keys (malocal cannot make keys there).
+	var jobCreds jobs.Credentials
+	if e.cfg.ExternalOBS == "" {
+		jobCreds = s.jobKeys
+	}
 	if s.jobs, err = jobs.NewManager(jctx, jobs.Config{
-		Store: s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
+		Credentials: jobCreds,
+		Store:       s.store, Backend: backend, LogDir: e.dd.Sub(jobsDir),
 		Images: st.images, Buckets: st.buckets, Uploader: st.uploader, Auditor: e.verdicts(),
 		Capacity: jobs.Capacity{CPUs: e.cfg.CapacityCPUs, Memory: e.cfg.CapacityMemory, GPUs: gpus},
 		Logger:   e.log.With("service", "jobs"),

@@ -27,12 +27,17 @@ type Option func(*options)
 
 type options struct {
 	creds Credentials
+	keys  *KeyStore
 	log   *slog.Logger
 	now   func() time.Time
 }
 
 // WithCredentials sets the key pair requests must be signed with. Required.
 func WithCredentials(c Credentials) Option { return func(o *options) { o.creds = c } }
+
+// WithKeyStore adds the per-job keys of ks: requests signed with one are
+// checked against its grants after their signature.
+func WithKeyStore(ks *KeyStore) Option { return func(o *options) { o.keys = ks } }
 
 // WithLogger sets where the service logs; by default it logs nothing.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -77,7 +82,7 @@ func New(root string, opts ...Option) (*Service, error) {
 		gofakes3.WithIntegrityCheck(true),
 		gofakes3.WithoutVersioning(),
 	)
-	s.handler = s.authenticate(s.route(fake.Server()))
+	s.handler = s.authenticate(s.route(noCORS(fake.Server())))
 	b.expireUploads()
 	s.wg.Add(1)
 	go s.expireLoop()
@@ -264,6 +269,10 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 				fail(af)
 				return
 			}
+			if af := s.opts.keys.lookup(v2.accessKey).allowed(r); af != nil {
+				fail(af)
+				return
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -276,8 +285,9 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			fail(accessDenied("Access Denied: sign requests with the emulator's credentials (see `malocal env`)"))
 			return
 		}
-		if !constEq(sr.accessKey, s.opts.creds.AccessKey) {
-			fail(&authFailure{http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."})
+		secret, jk, af := s.secretOf(sr.accessKey)
+		if af != nil {
+			fail(af)
 			return
 		}
 		now := s.opts.now()
@@ -294,9 +304,13 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			fail(&authFailure{http.StatusForbidden, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."})
 			return
 		}
-		key, ok := sr.verify(r, s.opts.creds.SecretKey)
+		key, ok := sr.verify(r, secret)
 		if !ok {
 			fail(signatureMismatch())
+			return
+		}
+		if af := jk.allowed(r); af != nil {
+			fail(af)
 			return
 		}
 		st := &bodyState{}
@@ -328,6 +342,18 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(&guardWriter{ResponseWriter: w, r: r, log: s.opts.log, st: st}, r)
 	})
+}
+
+// secretOf returns the secret of an access key: the emulator's own, or a
+// job's (with its key, whose grants the request must then pass).
+func (s *Service) secretOf(accessKey string) (string, *jobKey, *authFailure) {
+	if constEq(accessKey, s.opts.creds.AccessKey) {
+		return s.opts.creds.SecretKey, nil, nil
+	}
+	if jk := s.opts.keys.lookup(accessKey); jk != nil {
+		return jk.SecretKey, jk, nil
+	}
+	return "", nil, &authFailure{http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."}
 }
 
 func constEq(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }

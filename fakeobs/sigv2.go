@@ -104,8 +104,9 @@ func (s *sigV2) verify(r *http.Request, secret string) bool {
 
 // checkV2 authenticates a V2 request; the payload is not signed in V2.
 func (svc *Service) checkV2(r *http.Request, s *sigV2) *authFailure {
-	if !constEq(s.accessKey, svc.opts.creds.AccessKey) {
-		return &authFailure{http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."}
+	secret, _, af := svc.secretOf(s.accessKey)
+	if af != nil {
+		return af
 	}
 	now := svc.opts.now()
 	if s.presigned {
@@ -128,7 +129,7 @@ func (svc *Service) checkV2(r *http.Request, s *sigV2) *authFailure {
 			return &authFailure{http.StatusForbidden, "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."}
 		}
 	}
-	if !s.verify(r, svc.opts.creds.SecretKey) {
+	if !s.verify(r, secret) {
 		return signatureMismatch()
 	}
 	return nil

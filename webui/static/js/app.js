@@ -1,7 +1,7 @@
 // The console's shell: routes in the URL's fragment, the language switch,
 // and the sign-in notice shown when the API answers 401.
 import { languages, lang, setLang, onLangChange, translateStatic } from "./i18n.js";
-import { setUnauthorizedHandler } from "./api.js";
+import { setUnauthorizedHandler, post } from "./api.js";
 import { clear } from "./util.js";
 import * as jobs from "./pages/jobs.js";
 import * as job from "./pages/job.js";
@@ -58,6 +58,14 @@ function setupLang() {
 
 setUnauthorizedHandler(() => {
   if (!location.hash.startsWith("#/signin")) location.hash = "#/signin";
+});
+// Signing out ends the session on the emulator too: the cookie is
+// worthless from then on, even if a copy of it was kept.
+document.getElementById("signout").addEventListener("click", async () => {
+  try {
+    await post("/logout");
+  } catch {}
+  location.hash = "#/signin?signedout=1";
 });
 setupLang();
 window.addEventListener("hashchange", route);

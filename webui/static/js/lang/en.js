@@ -5,6 +5,7 @@ export default {
   "nav.jobs": "Training jobs",
   "nav.images": "Images",
   "nav.objects": "Object storage",
+  "nav.signout": "Sign out",
   "lang.label": "Language",
 
   "common.ok": "OK",
@@ -27,6 +28,7 @@ export default {
   "signin.body": "The console needs a login link from the emulator. In a terminal, run:",
   "signin.expired": "That login link was already used or has expired. Each link works once.",
   "signin.after": "and open the link it prints. The link signs this browser in; no password is kept in the page.",
+  "signin.signedOut": "You are signed out. This browser needs a new login link to come back.",
 
   "status.creating": "Creating",
   "status.auditing": "Auditing",

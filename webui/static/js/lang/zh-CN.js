@@ -5,6 +5,7 @@ export default {
   "nav.jobs": "训练作业",
   "nav.images": "镜像管理",
   "nav.objects": "对象存储",
+  "nav.signout": "退出登录",
   "lang.label": "语言",
 
   "common.ok": "确定",
@@ -27,6 +28,7 @@ export default {
   "signin.body": "控制台需要模拟器提供的登录链接。请在终端中运行：",
   "signin.expired": "该登录链接已被使用或已过期。每个链接只能使用一次。",
   "signin.after": "然后打开它输出的链接。该链接会让此浏览器登录；页面中不保存任何密码。",
+  "signin.signedOut": "您已退出登录。此浏览器需要新的登录链接才能再次进入。",
 
   "status.creating": "创建中",
   "status.auditing": "审核中",
