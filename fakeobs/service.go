@@ -361,6 +361,7 @@ func (s *Service) route(next http.Handler) http.Handler {
 				return
 			}
 		}
+		passHeaders(r, key)
 		switch {
 		case q.Has("versioning") && r.Method != http.MethodGet:
 			fail(gofakes3.ErrorMessage(gofakes3.ErrNotImplemented, "bucket versioning is not implemented by malocal's object store"))
@@ -374,6 +375,23 @@ func (s *Service) route(next http.Handler) http.Handler {
 			}
 		case r.Method == http.MethodGet && bucket != "" && key == "" && q.Has("versions"):
 			s.listVersions(w, r, bucket)
+		case r.Method == http.MethodGet && bucket == "":
+			s.listBuckets(w, r)
+		case r.Method == http.MethodGet && key == "" && q.Has("location"):
+			s.bucketLocation(w, r, bucket)
+		case r.Method == http.MethodGet && key == "" && !q.Has("uploads") && !q.Has("versioning"):
+			s.listObjects(w, r, bucket)
+		case r.Method == http.MethodPut && key == "" && len(q) == 0:
+			s.createBucket(w, r, bucket, next)
+		case r.Method == http.MethodPost && key == "" && q.Has("delete"):
+			s.deleteMulti(w, r, bucket, next)
+		case r.Method == http.MethodPost && key != "" && q.Get("uploadId") != "":
+			s.completeMultipart(w, r, bucket, key)
+		case r.Method == http.MethodPut && key != "" && r.ContentLength < 0 && len(q) == 0:
+			s.putUnsized(w, r, bucket, key)
+		case (r.Method == http.MethodGet || r.Method == http.MethodHead) && key != "" &&
+			!q.Has("uploadId") && (q.Get("versionId") == "" || q.Get("versionId") == "null"):
+			s.serveObject(w, r, bucket, key)
 		case (r.Method == http.MethodGet || r.Method == http.MethodHead) && key != "":
 			ew := &etagWriter{ResponseWriter: w}
 			next.ServeHTTP(ew, r)
