@@ -133,6 +133,7 @@ type errorBody struct {
 	Code      string   `xml:"Code"`
 	Message   string   `xml:"Message"`
 	Resource  string   `xml:"Resource,omitempty"`
+	Region    string   `xml:"Region,omitempty"`
 	RequestID string   `xml:"RequestId,omitempty"`
 }
 
@@ -143,7 +144,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	status := http.StatusInternalServerError
 	var af *authFailure
 	var ge gofakes3.Error
+	var wr *wrongRegion
 	switch {
+	case errors.As(err, &wr):
+		status, body.Code, body.Message, body.Region = http.StatusBadRequest, "AuthorizationHeaderMalformed",
+			"The authorization header is malformed; the region '"+wr.got+"' is wrong; expecting '"+wr.want+"'", wr.want
 	case errors.As(err, &af):
 		status, body.Code, body.Message = af.status, af.code, af.message
 	case errors.As(err, &ge):
@@ -280,6 +285,10 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			fail(&authFailure{http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."})
 			return
 		}
+		if sr.region != s.opts.creds.Region {
+			fail(&wrongRegion{sr.region, s.opts.creds.Region})
+			return
+		}
 		now := s.opts.now()
 		if sr.presigned {
 			if now.Before(sr.amzDate.Add(-maxClockSkew)) {
@@ -329,6 +338,12 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 		next.ServeHTTP(&guardWriter{ResponseWriter: w, r: r, log: s.opts.log, st: st}, r)
 	})
 }
+
+// wrongRegion is a signature scoped to another region than the store's;
+// S3 names the right one so that clients can retry there.
+type wrongRegion struct{ got, want string }
+
+func (e *wrongRegion) Error() string { return "signed for region " + e.got + ", not " + e.want }
 
 func constEq(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
@@ -565,7 +580,9 @@ func (s *Service) uploadPartCopy(w http.ResponseWriter, r *http.Request, bucket,
 		first, err1 := strconv.ParseInt(a, 10, 64)
 		last, err2 := strconv.ParseInt(b, 10, 64)
 		if !strings.HasPrefix(rs, "bytes=") || !ok || err1 != nil || err2 != nil || first < 0 || last < first || last >= info.size {
-			fail(gofakes3.ErrInvalidRange)
+			// S3 answers 400 here, not the 416 of a GET.
+			fail(apiError(http.StatusBadRequest, "InvalidArgument", fmt.Sprintf(
+				"The x-amz-copy-source-range value %q must be bytes=first-last within the source object of size %d", rs, info.size)))
 			return
 		}
 		start, length = first, last-first+1
