@@ -413,4 +413,3 @@ func (s *Service) listObjects(w http.ResponseWriter, r *http.Request, bucket str
 }
 
 func ptr[T any](v T) *T { return &v }
-
