@@ -549,6 +549,9 @@ func copyBody(w io.Writer, r io.Reader, size int64) ([]byte, error) {
 	// ETag) and exposes the sum once the body has hit EOF: reuse it rather
 	// than hash every byte twice.
 	summer, preHashed := r.(interface{ Sum([]byte) []byte })
+	if !preHashed && (size < 0 || size >= pipeMinSize) {
+		return copyHashing(w, r, size)
+	}
 	var h hash.Hash = md5.New()
 	if preHashed {
 		h = nopHash{}
