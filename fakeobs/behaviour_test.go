@@ -11,6 +11,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -452,35 +455,64 @@ func TestChunkedPutWithoutLength(t *testing.T) {
 	}
 }
 
-func TestLongPathSegment(t *testing.T) {
-	e := newTestEnv(t)
-	ctx := testCtx(t)
-	e.mkBucket(t, "long")
-	seg := strings.Repeat("s", 300)
-	keys := []string{"d/" + seg, seg + "/inner.txt", "d/" + seg + "/", strings.Repeat("é", 200) + ".txt"}
-	for i, k := range keys {
-		e.put(t, "long", k, []byte(fmt.Sprint(i)))
-	}
-	for i, k := range keys {
-		if got := e.get(t, "long", k); string(got) != fmt.Sprint(i) {
-			t.Errorf("key %d: %q", i, got)
+// boto3BehaviourScript drives the behaviours above through boto3, whose
+// list calls send EncodingType=url and decode the keys they get back.
+const boto3BehaviourScript = `
+import sys, email.header
+import boto3, botocore
+url, ak, sk = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=url, aws_access_key_id=ak, aws_secret_access_key=sk, region_name="us-east-1")
+s3.create_bucket(Bucket="bhv")
+try:
+    s3.create_bucket(Bucket="bhv")
+    raise SystemExit("second create_bucket succeeded")
+except s3.exceptions.BucketAlreadyOwnedByYou:
+    pass
+assert s3.get_bucket_location(Bucket="bhv")["LocationConstraint"] is None
+s3.put_object(Bucket="bhv", Key="folder/", Body=b"")
+s3.put_object(Bucket="bhv", Key="folder/a+b c.txt", Body=b"1", Metadata={"greeting": email.header.Header("Hello Worldé", "utf-8").encode()},
+              CacheControl="no-cache", ContentEncoding="gzip")
+keys = [c["Key"] for c in s3.list_objects(Bucket="bhv")["Contents"]]
+assert keys == ["folder/", "folder/a+b c.txt"], keys
+keys = [c["Key"] for c in s3.list_objects_v2(Bucket="bhv", Prefix="folder/a+")["Contents"]]
+assert keys == ["folder/a+b c.txt"], keys
+h = s3.head_object(Bucket="bhv", Key="folder/a+b c.txt")
+(raw, cs), = email.header.decode_header(h["Metadata"]["greeting"])
+assert raw.decode(cs) == "Hello Worldé", h["Metadata"]
+assert h["CacheControl"] == "no-cache" and h["ContentEncoding"] == "gzip", h
+try:
+    s3.get_object(Bucket="bhv", Key="folder/a+b c.txt", IfMatch='"0123"')
+    raise SystemExit("If-Match with a wrong ETag returned the object")
+except botocore.exceptions.ClientError as e:
+    assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 412, e.response
+up = s3.create_multipart_upload(Bucket="bhv", Key="mp")
+parts = []
+for n, body in [(1, b"a" * (100 << 10)), (2, b"b" * 10)]:
+    r = s3.upload_part(Bucket="bhv", Key="mp", UploadId=up["UploadId"], PartNumber=n, Body=body)
+    parts.append({"PartNumber": n, "ETag": r["ETag"]})
+done = [s3.complete_multipart_upload(Bucket="bhv", Key="mp", UploadId=up["UploadId"], MultipartUpload={"Parts": parts})["ETag"] for _ in range(2)]
+assert done[0] == done[1], done
+g = s3.get_object(Bucket="bhv", Key="mp", PartNumber=2)
+assert g["PartsCount"] == 2 and g["Body"].read() == b"b" * 10, g
+print("boto3 behaviours ok")
+`
+
+func TestClientBoto3Behaviours(t *testing.T) {
+	py := requireClient(t, "python3-boto3", "/usr/bin/python3")
+	if err := exec.Command(py, "-c", "import boto3").Run(); err != nil {
+		msg := py + " cannot import boto3: apt-get install python3-boto3"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
 		}
+		t.Skip(msg + " (not CI, so skipping)")
 	}
-	out, err := e.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("long")})
-	if err != nil || len(out.Contents) != len(keys) {
-		t.Fatalf("list: %v %d", err, len(out.Contents))
+	url, _ := serveLoopback(t)
+	script := filepath.Join(t.TempDir(), "behaviours.py")
+	if err := os.WriteFile(script, []byte(boto3BehaviourScript), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	for i := 1; i < len(out.Contents); i++ {
-		if aws.ToString(out.Contents[i-1].Key) >= aws.ToString(out.Contents[i].Key) {
-			t.Errorf("list out of order at %d", i)
-		}
-	}
-	for _, k := range keys {
-		if _, err := e.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("long"), Key: aws.String(k)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.s3.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String("long")}); err != nil {
-		t.Errorf("bucket not empty after deleting every key: %v", err)
+	env := append(baseEnv(t), "AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+	if out := run(t, env, py, script, url, testCreds.AccessKey, testCreds.SecretKey); !strings.Contains(out, "boto3 behaviours ok") {
+		t.Fatalf("boto3 script: %s", out)
 	}
 }
