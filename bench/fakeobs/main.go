@@ -353,8 +353,11 @@ func runShape(ctx context.Context, s *server, shape string, cfg config, w *workd
 		if err != nil {
 			return fmt.Errorf("%s: %w", label, err)
 		}
-		rs = append(rs, result{shape: label, server: s.name, value: v, unit: unit, peakRSS: peakRSS(pid),
-			cpuPerGiB: (cpuSeconds(pid) - cpu0) / (float64(moved) / (1 << 30)), note: note})
+		r := result{shape: label, server: s.name, value: v, unit: unit, peakRSS: peakRSS(pid),
+			cpuPerGiB: (cpuSeconds(pid) - cpu0) / (float64(moved) / (1 << 30)), note: note}
+		rs = append(rs, r)
+		// Each figure as it comes, so that a run cut short still tells.
+		fmt.Fprintf(os.Stderr, "%s: %s: %.1f %s, %.1f CPU s/GiB, peak %.0f MiB %s\n", s.name, label, r.value, r.unit, r.cpuPerGiB, float64(r.peakRSS)/(1<<20), note)
 		return nil
 	}
 	timed := func(moved int64, f func() error) func() (float64, string, error) {
