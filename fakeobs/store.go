@@ -333,6 +333,7 @@ func (b *backend) removeBucket(name string) error {
 	}
 	for _, u := range ups {
 		if u.u.Bucket == name {
+			b.forgetLayout(u.id)
 			if err := b.root.RemoveAll(uploadPath(u.id)); err != nil {
 				return fmt.Errorf("fakeobs: remove upload %s of bucket %s: %w", u.id, name, err)
 			}
