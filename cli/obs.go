@@ -124,6 +124,14 @@ func newObsLsCmd(g *globals, f *obsFlags) *cobra.Command {
 			entries := []obsclient.Entry{}
 			var rows [][]string
 			err = c.List(cmd.Context(), u, recursive, func(e obsclient.Entry) error {
+				// A "folder/" marker object (OBS console, mox.file.make_dirs)
+				// is a folder; the one of the folder listed is not shown.
+				if strings.HasSuffix(e.Key, "/") && !e.Folder {
+					if e.Key == u.Key && !recursive {
+						return nil
+					}
+					e.Folder = true
+				}
 				entries = append(entries, e)
 				if e.Folder {
 					rows = append(rows, []string{"", "DIR", "s3://" + u.Bucket + "/" + e.Key})

@@ -2,17 +2,22 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
 func TestObsCommands(t *testing.T) {
@@ -32,6 +37,21 @@ func TestObsCommands(t *testing.T) {
 	r := e.Run("obs", "ls", "-r", "s3://work/code/")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "code/a.txt") || !strings.Contains(r.Stdout, "code/sub dir/数据/b.txt") {
 		t.Fatalf("ls -r: %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	// Folder-marker objects, as the OBS console and mox.file.make_dirs
+	// create them, are listed as folders.
+	for _, k := range []string{"code/empty/", "code/sub dir/"} {
+		if _, err := e.S3Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("work"), Key: aws.String(k), Body: strings.NewReader("")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = e.Run("obs", "ls", "s3://work/code/")
+	if r.Code != 0 || !regexp.MustCompile(`DIR +s3://work/code/empty/`).MatchString(r.Stdout) || strings.Contains(r.Stdout, " 0 ") {
+		t.Errorf("ls shows folder markers as folders:\n%s%s", r.Stdout, r.Stderr)
+	}
+	r = e.Run("obs", "ls", "s3://work/code/sub dir/")
+	if r.Code != 0 || strings.Contains(r.Stdout, "s3://work/code/sub dir/\n") || !strings.Contains(r.Stdout, "DIR") {
+		t.Errorf("ls of a folder with its own marker:\n%s%s", r.Stdout, r.Stderr)
 	}
 	if r := e.Run("obs", "cat", "s3://work/code/sub dir/数据/b.txt"); r.Stdout != "beta\n" {
 		t.Errorf("cat: %q %s", r.Stdout, r.Stderr)

@@ -279,7 +279,7 @@ func conformMultipart(t *testing.T, open backendFactory) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts := [][]byte{randBytes(70, 1000), randBytes(71, 2000), randBytes(72, 10)}
+	parts := [][]byte{randBytes(70, 110_000), randBytes(71, 220_000), randBytes(72, 10)}
 	var req gofakes3.CompleteMultipartUploadRequest
 	for i, p := range parts[:2] {
 		etag, err := mb.UploadPart("mpb", "obj", id, i+1, int64(len(p)), bytes.NewReader(p))
@@ -308,7 +308,7 @@ func conformMultipart(t *testing.T, open backendFactory) {
 		t.Fatalf("list parts page 1: %v %+v", err, lp)
 	}
 	lp, err = mb.ListParts("mpb", "obj", id, 1, 10)
-	if err != nil || len(lp.Parts) != 1 || lp.Parts[0].Size != 2000 || lp.IsTruncated {
+	if err != nil || len(lp.Parts) != 1 || lp.Parts[0].Size != 220_000 || lp.IsTruncated {
 		t.Fatalf("list parts page 2: %v %+v", err, lp)
 	}
 	lu, err := mb.ListMultipartUploads("mpb", nil, gofakes3.Prefix{}, 100)
@@ -343,7 +343,7 @@ func conformMultipartOrders(t *testing.T, open backendFactory) {
 		t.Fatal(err)
 	}
 	mb := b.(gofakes3.MultipartBackend)
-	p := [][]byte{nil, randBytes(80, 3000), randBytes(81, 3000), randBytes(82, 1200), randBytes(83, 3500)}
+	p := [][]byte{nil, randBytes(80, 150_000), randBytes(81, 150_000), randBytes(82, 60_000), randBytes(83, 175_000)}
 	cases := []struct {
 		name     string
 		upload   []int // part numbers, in upload order; 4 is a larger part 3
@@ -406,14 +406,14 @@ func conformMultipartOrders(t *testing.T, open backendFactory) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		_, err := mb.UploadPart("orders", "racing", id, 3, 3000, pr)
+		_, err := mb.UploadPart("orders", "racing", id, 3, 150_000, pr)
 		done <- err
 	}()
-	pw.Write(make([]byte, 1000)) // part 3 is now mid-way
+	pw.Write(make([]byte, 50_000)) // part 3 is now mid-way
 	if _, _, err := mb.CompleteMultipartUpload("orders", "racing", id, &req); err != nil {
 		t.Fatal(err)
 	}
-	pw.Write(bytes.Repeat([]byte{0xee}, 2000))
+	pw.Write(bytes.Repeat([]byte{0xee}, 100_000))
 	pw.Close()
 	<-done // it may fail (upload gone) or not; the object must not change
 	if got := readObj(t, b, "orders", "racing", nil); !bytes.Equal(got, append(append([]byte{}, p[1]...), p[2]...)) {

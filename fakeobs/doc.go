@@ -6,7 +6,17 @@
 // temp file and are fsynced and renamed into place, so a failed or
 // interrupted request leaves the previous object whole. Multipart parts are
 // files too and survive a restart. Every request must carry an AWS
-// Signature V4 made with the emulator's credentials.
+// Signature V4 made with the emulator's credentials, scoped to the store's
+// region.
+//
+// Where gofakes3 and S3 or OBS differ, the package answers itself (see
+// getobject.go and bucketapi.go): GET and HEAD with RFC 9110's conditional
+// headers, lenient ranges and partNumber; ListObjects with EncodingType=url;
+// ListBuckets paging; GetBucketLocation; "folder/" marker keys; a repeated
+// CompleteMultipartUpload answered as the first; OBS's 100 KB minimum part
+// and BucketAlreadyOwnedByYou; PUT with Transfer-Encoding: chunked. Parts of
+// one size are written in place into one file and hashed beside the write,
+// and an upload's part list is kept in memory, so completing is a rename.
 //
 //	svc, err := fakeobs.New(filepath.Join(dataDir, "objects"),
 //		fakeobs.WithCredentials(fakeobs.Credentials{AccessKey: ak, SecretKey: sk}))

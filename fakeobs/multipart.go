@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"net/http"
 	"os"
 	"path"
 	"sort"
@@ -182,7 +184,7 @@ func (b *backend) reserveInPlace(id gofakes3.UploadID, num int, size int64) (int
 	}
 	unlock := b.keys.lock("upload/" + string(id))
 	defer unlock()
-	ps, err := b.parts(id)
+	ps, err := b.partIndex(id)
 	if err != nil {
 		return 0, nil, false
 	}
@@ -191,36 +193,31 @@ func (b *backend) reserveInPlace(id gofakes3.UploadID, num int, size int64) (int
 	}
 	b.resMu.Lock()
 	defer b.resMu.Unlock()
-	if b.reserved == nil {
-		b.reserved = map[gofakes3.UploadID][]region{}
-		b.layout = map[gofakes3.UploadID]int64{}
-	}
-	partSize := int64(0)
-	for _, p := range ps {
-		switch {
-		case !p.inPlace:
-		case p.number > 1:
-			partSize = p.off / int64(p.number-1)
-		case partSize == 0:
-			partSize = p.size
+	partSize := b.layout[id]
+	if partSize == 0 {
+		// Read back from the parts in place (after a restart), else taken
+		// from this first part.
+		for _, p := range ps {
+			switch {
+			case !p.inPlace:
+			case p.number > 1:
+				partSize = p.off / int64(p.number-1)
+			case partSize == 0:
+				partSize = p.size
+			}
 		}
-	}
-	if partSize == 0 {
-		partSize = b.layout[id]
-	}
-	if partSize == 0 {
-		partSize = size
-		b.layout[id] = size
+		if partSize == 0 {
+			partSize = size
+		}
+		b.layout[id] = partSize
 	}
 	if size > partSize {
 		return 0, nil, false
 	}
+	// Parts in place lie at (number-1)×S and are at most S long, so only a
+	// part of the same number could overlap, and there is none; what is
+	// left to check is the parts being written now.
 	want := region{int64(num-1) * partSize, size}
-	for _, p := range ps {
-		if p.inPlace && want.overlaps(region{p.off, p.size}) {
-			return 0, nil, false
-		}
-	}
 	for _, r := range b.reserved[id] {
 		if want.overlaps(r) {
 			return 0, nil, false
@@ -246,10 +243,31 @@ func (b *backend) reserveInPlace(id gofakes3.UploadID, num int, size int64) (int
 	return want.off, release, true
 }
 
+// partIndex is the upload's parts by number, read from its directory once
+// and then kept up to date in memory, so that a part costs no directory
+// listing. The caller holds the upload's lock.
+func (b *backend) partIndex(id gofakes3.UploadID) (map[int]partFile, error) {
+	b.resMu.Lock()
+	ps, ok := b.index[id]
+	b.resMu.Unlock()
+	if ok {
+		return ps, nil
+	}
+	ps, err := b.parts(id)
+	if err != nil {
+		return nil, err
+	}
+	b.resMu.Lock()
+	b.index[id] = ps
+	b.resMu.Unlock()
+	return ps, nil
+}
+
 // forgetLayout drops the in-memory part size of a finished upload.
 func (b *backend) forgetLayout(id gofakes3.UploadID) {
 	b.resMu.Lock()
 	delete(b.layout, id)
+	delete(b.index, id)
 	b.resMu.Unlock()
 }
 
@@ -295,7 +313,12 @@ func (b *backend) uploadPartInPlace(id gofakes3.UploadID, num int, off, size int
 	etag := hex.EncodeToString(sum)
 	unlock := b.keys.lock("upload/" + string(id))
 	defer unlock()
-	m, err := b.root.OpenFile(path.Join(uploadPath(id), markerName(num, etag, off, size)), os.O_CREATE|os.O_WRONLY, 0o600)
+	ps, err := b.partIndex(id)
+	if err != nil {
+		return "", err // aborted meanwhile
+	}
+	marker := markerName(num, etag, off, size)
+	m, err := b.root.OpenFile(path.Join(uploadPath(id), marker), os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", gofakes3.ErrNoSuchUpload // aborted meanwhile
@@ -306,6 +329,7 @@ func (b *backend) uploadPartInPlace(id gofakes3.UploadID, num int, off, size int
 	if err := b.syncDir(uploadPath(id)); err != nil {
 		return "", err
 	}
+	b.replacePart(id, ps, partFile{number: num, etag: etag, size: size, mod: b.now(), name: marker, inPlace: true, off: off})
 	return `"` + etag + `"`, nil
 }
 
@@ -334,34 +358,53 @@ func (b *backend) putPart(id gofakes3.UploadID, partNumber int, t *tempFile, eta
 	}
 	unlock := b.keys.lock("upload/" + string(id))
 	defer unlock()
-	old, err := b.parts(id)
+	ps, err := b.partIndex(id)
 	if err != nil {
 		return "", err // aborted meanwhile
 	}
 	name := partName(partNumber, etag)
 	if err := b.root.Rename(t.name, path.Join(uploadPath(id), name)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", gofakes3.ErrNoSuchUpload
+		}
 		return "", diskError("rename part into place", err)
 	}
 	t.done = true
 	if err := b.syncDir(uploadPath(id)); err != nil {
 		return "", err
 	}
-	if p, ok := old[partNumber]; ok && p.name != name {
-		if err := b.root.Remove(path.Join(uploadPath(id), p.name)); err != nil {
-			b.log.Warn("fakeobs: remove replaced part", "upload", id, "part", p.name, "err", err)
+	fi, err := b.root.Stat(path.Join(uploadPath(id), name))
+	if err != nil {
+		return "", fmt.Errorf("fakeobs: stat part: %w", err)
+	}
+	b.replacePart(id, ps, partFile{number: partNumber, etag: etag, size: fi.Size(), mod: fi.ModTime(), name: name})
+	return `"` + etag + `"`, nil
+}
+
+// replacePart records p as the upload's part p.number, the one sent last,
+// and removes the file of the part it replaces. The caller holds the
+// upload's lock.
+func (b *backend) replacePart(id gofakes3.UploadID, ps map[int]partFile, p partFile) {
+	if old, ok := ps[p.number]; ok && old.name != p.name {
+		if err := b.root.Remove(path.Join(uploadPath(id), old.name)); err != nil {
+			b.log.Warn("fakeobs: remove replaced part", "upload", id, "part", old.name, "err", err)
 		}
 	}
-	return `"` + etag + `"`, nil
+	ps[p.number] = p
 }
 
 func (b *backend) ListParts(bucket, key string, id gofakes3.UploadID, marker int, limit int64) (*gofakes3.ListMultipartUploadPartsResult, error) {
 	if _, err := b.loadUpload(bucket, key, id); err != nil {
 		return nil, err
 	}
-	ps, err := b.parts(id)
+	unlock := b.keys.lock("upload/" + string(id))
+	ps, err := b.partIndex(id)
 	if err != nil {
+		unlock()
 		return nil, err
 	}
+	ps = maps.Clone(ps)
+	unlock()
 	nums := make([]int, 0, len(ps))
 	for n := range ps {
 		if n > marker {
@@ -496,14 +539,37 @@ func (b *backend) AbortMultipartUpload(bucket, key string, id gofakes3.UploadID)
 	return b.syncDir(uploadsDir)
 }
 
+// minPartSize is the smallest size of a part that is not the last: OBS's
+// 100 KB (S3's is 5 MiB).
+const minPartSize = 100 << 10
+
+// doneFile is what a completed upload leaves behind, so that a repeated
+// CompleteMultipartUpload (a client's retry) answers as the first did.
+type doneFile struct {
+	Bucket string `json:"bucket"`
+	Key    string `json:"key"`
+	ETag   string `json:"etag"`
+}
+
+func donePath(id gofakes3.UploadID) string { return uploadPath(id) + ".done" }
+
 func (b *backend) CompleteMultipartUpload(bucket, key string, id gofakes3.UploadID, in *gofakes3.CompleteMultipartUploadRequest) (gofakes3.VersionID, string, error) {
-	u, err := b.loadUpload(bucket, key, id)
-	if err != nil {
-		return "", "", err
+	if !validUploadID(id) {
+		return "", "", gofakes3.ErrNoSuchUpload
 	}
 	unlock := b.keys.lock("upload/" + string(id))
 	defer unlock()
-	ps, err := b.parts(id)
+	u, err := b.loadUpload(bucket, key, id)
+	if gofakes3.HasErrorCode(err, gofakes3.ErrNoSuchUpload) {
+		var d doneFile
+		if raw, rerr := b.root.ReadFile(donePath(id)); rerr == nil && json.Unmarshal(raw, &d) == nil && d.Bucket == bucket && d.Key == key {
+			return "", `"` + d.ETag + `"`, nil
+		}
+	}
+	if err != nil {
+		return "", "", err
+	}
+	ps, err := b.partIndex(id)
 	if err != nil {
 		return "", "", err
 	}
@@ -511,9 +577,10 @@ func (b *backend) CompleteMultipartUpload(bucket, key string, id gofakes3.Upload
 		return "", "", gofakes3.ErrorMessage(gofakes3.ErrMalformedXML, "no parts given")
 	}
 	var chosen []partFile
+	var sizes []int64
 	etags := md5.New()
 	last := 0
-	for _, cp := range in.Parts {
+	for i, cp := range in.Parts {
 		if cp.PartNumber <= last {
 			return "", "", gofakes3.ErrInvalidPartOrder
 		}
@@ -522,9 +589,14 @@ func (b *backend) CompleteMultipartUpload(bucket, key string, id gofakes3.Upload
 		if !ok || strings.Trim(cp.ETag, `"`) != p.etag {
 			return "", "", gofakes3.ErrorMessagef(gofakes3.ErrInvalidPart, "part %d is missing or its ETag does not match", cp.PartNumber)
 		}
+		if i < len(in.Parts)-1 && p.size < minPartSize {
+			return "", "", apiError(http.StatusBadRequest, "EntityTooSmall",
+				fmt.Sprintf("Your proposed upload is smaller than the minimum allowed object size: part %d is %d bytes; every part but the last must be at least 100 KB (102400 bytes)", cp.PartNumber, p.size))
+		}
 		raw, _ := hex.DecodeString(p.etag)
 		etags.Write(raw)
 		chosen = append(chosen, p)
+		sizes = append(sizes, p.size)
 	}
 	t, err := b.assemble(id, chosen)
 	if err != nil {
@@ -532,10 +604,14 @@ func (b *backend) CompleteMultipartUpload(bucket, key string, id gofakes3.Upload
 	}
 	defer t.discard()
 	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(etags.Sum(nil)), len(chosen))
-	if err := b.commit(bucket, key, t, etag, u.Meta, nil); err != nil {
+	if err := b.commit(bucket, key, t, etag, u.Meta, nil, sizes); err != nil {
 		return "", "", err
 	}
 	b.forgetLayout(id)
+	raw, _ := json.Marshal(doneFile{Bucket: bucket, Key: key, ETag: etag})
+	if err := b.writeFile(donePath(id), raw, false); err != nil {
+		b.log.Warn("fakeobs: record completed upload", "upload", id, "err", err)
+	}
 	if err := b.root.RemoveAll(uploadPath(id)); err != nil {
 		b.log.Warn("fakeobs: remove completed upload", "upload", id, "err", err)
 	}
@@ -624,6 +700,13 @@ func (b *backend) expireUploads() {
 		return
 	}
 	cutoff := b.now().Add(-b.uploadTTL)
+	if des, err := fs.ReadDir(b.root.FS(), uploadsDir); err == nil {
+		for _, d := range des {
+			if fi, err := d.Info(); err == nil && strings.HasSuffix(d.Name(), ".done") && fi.ModTime().Before(cutoff) {
+				_ = b.root.Remove(path.Join(uploadsDir, d.Name()))
+			}
+		}
+	}
 	for _, e := range all {
 		if e.u.Initiated.Before(cutoff) {
 			unlock := b.keys.lock("upload/" + string(e.id))

@@ -87,9 +87,6 @@ func (k *jobKey) allowed(r *http.Request) *authFailure {
 	return k.allow(r)
 }
 
-// maxDeleteBody bounds the DeleteObjects body read to check its keys:
-// 1000 keys of 1024 bytes, with room for the XML around them.
-const maxDeleteBody = 2 << 20
 
 // allow checks a request signed with a job's key against its grants. It
 // reads (and puts back) the body of a DeleteObjects request to check

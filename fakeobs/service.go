@@ -138,6 +138,7 @@ type errorBody struct {
 	Code      string   `xml:"Code"`
 	Message   string   `xml:"Message"`
 	Resource  string   `xml:"Resource,omitempty"`
+	Region    string   `xml:"Region,omitempty"`
 	RequestID string   `xml:"RequestId,omitempty"`
 }
 
@@ -148,7 +149,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	status := http.StatusInternalServerError
 	var af *authFailure
 	var ge gofakes3.Error
+	var wr *wrongRegion
 	switch {
+	case errors.As(err, &wr):
+		status, body.Code, body.Message, body.Region = http.StatusBadRequest, "AuthorizationHeaderMalformed",
+			"The authorization header is malformed; the region '"+wr.got+"' is wrong; expecting '"+wr.want+"'", wr.want
 	case errors.As(err, &af):
 		status, body.Code, body.Message = af.status, af.code, af.message
 	case errors.As(err, &ge):
@@ -290,6 +295,10 @@ func (s *Service) authenticate(next http.Handler) http.Handler {
 			fail(af)
 			return
 		}
+		if sr.region != s.opts.creds.Region {
+			fail(&wrongRegion{sr.region, s.opts.creds.Region})
+			return
+		}
 		now := s.opts.now()
 		if sr.presigned {
 			if now.Before(sr.amzDate.Add(-maxClockSkew)) {
@@ -356,6 +365,12 @@ func (s *Service) secretOf(accessKey string) (string, *jobKey, *authFailure) {
 	return "", nil, &authFailure{http.StatusForbidden, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."}
 }
 
+// wrongRegion is a signature scoped to another region than the store's;
+// S3 names the right one so that clients can retry there.
+type wrongRegion struct{ got, want string }
+
+func (e *wrongRegion) Error() string { return "signed for region " + e.got + ", not " + e.want }
+
 func constEq(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
 // ---- routing around gofakes3's gaps ----
@@ -387,6 +402,7 @@ func (s *Service) route(next http.Handler) http.Handler {
 				return
 			}
 		}
+		passHeaders(r, key)
 		switch {
 		case q.Has("versioning") && r.Method != http.MethodGet:
 			fail(gofakes3.ErrorMessage(gofakes3.ErrNotImplemented, "bucket versioning is not implemented by malocal's object store"))
@@ -400,6 +416,23 @@ func (s *Service) route(next http.Handler) http.Handler {
 			}
 		case r.Method == http.MethodGet && bucket != "" && key == "" && q.Has("versions"):
 			s.listVersions(w, r, bucket)
+		case r.Method == http.MethodGet && bucket == "":
+			s.listBuckets(w, r)
+		case r.Method == http.MethodGet && key == "" && q.Has("location"):
+			s.bucketLocation(w, r, bucket)
+		case r.Method == http.MethodGet && key == "" && !q.Has("uploads") && !q.Has("versioning"):
+			s.listObjects(w, r, bucket)
+		case r.Method == http.MethodPut && key == "" && len(q) == 0:
+			s.createBucket(w, r, bucket, next)
+		case r.Method == http.MethodPost && key == "" && q.Has("delete"):
+			s.deleteMulti(w, r, bucket, next)
+		case r.Method == http.MethodPost && key != "" && q.Get("uploadId") != "":
+			s.completeMultipart(w, r, bucket, key)
+		case r.Method == http.MethodPut && key != "" && r.ContentLength < 0 && len(q) == 0:
+			s.putUnsized(w, r, bucket, key)
+		case (r.Method == http.MethodGet || r.Method == http.MethodHead) && key != "" &&
+			!q.Has("uploadId") && (q.Get("versionId") == "" || q.Get("versionId") == "null"):
+			s.serveObject(w, r, bucket, key)
 		case (r.Method == http.MethodGet || r.Method == http.MethodHead) && key != "":
 			ew := &etagWriter{ResponseWriter: w}
 			next.ServeHTTP(ew, r)
@@ -573,7 +606,9 @@ func (s *Service) uploadPartCopy(w http.ResponseWriter, r *http.Request, bucket,
 		first, err1 := strconv.ParseInt(a, 10, 64)
 		last, err2 := strconv.ParseInt(b, 10, 64)
 		if !strings.HasPrefix(rs, "bytes=") || !ok || err1 != nil || err2 != nil || first < 0 || last < first || last >= info.size {
-			fail(gofakes3.ErrInvalidRange)
+			// S3 answers 400 here, not the 416 of a GET.
+			fail(apiError(http.StatusBadRequest, "InvalidArgument", fmt.Sprintf(
+				"The x-amz-copy-source-range value %q must be bytes=first-last within the source object of size %d", rs, info.size)))
 			return
 		}
 		start, length = first, last-first+1

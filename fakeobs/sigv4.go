@@ -209,6 +209,12 @@ func canonicalHeaders(r *http.Request, names []string) string {
 			if len(vals) == 0 && r.ContentLength >= 0 {
 				vals = []string{strconv.FormatInt(r.ContentLength, 10)}
 			}
+		case "transfer-encoding":
+			// net/http moves it out of the header map.
+			vals = r.Header.Values("Transfer-Encoding")
+			if len(vals) == 0 && len(r.TransferEncoding) > 0 {
+				vals = []string{strings.Join(r.TransferEncoding, ",")}
+			}
 		default:
 			vals = r.Header.Values(n)
 		}

@@ -70,7 +70,8 @@ type backend struct {
 	// reserved are regions of uploads' "data" files being written in place.
 	resMu    sync.Mutex
 	reserved map[gofakes3.UploadID][]region
-	layout   map[gofakes3.UploadID]int64 // part size chosen before any part is in place
+	layout   map[gofakes3.UploadID]int64 // part size of uploads writing parts in place
+	index    map[gofakes3.UploadID]map[int]partFile
 
 	// failWrite, when set (tests only), is called before each write to a
 	// temp file; a non-nil result fails that write as a disk error would.
@@ -86,13 +87,15 @@ type sidecar struct {
 	Size    int64             `json:"size"`
 	ModNano int64             `json:"mod_nano"`
 	Meta    map[string]string `json:"meta,omitempty"`
+	Parts   []int64           `json:"parts,omitempty"` // sizes of a multipart object's parts
 }
 
 type objInfo struct {
-	etag string
-	size int64
-	mod  time.Time
-	meta map[string]string
+	etag  string
+	size  int64
+	mod   time.Time
+	meta  map[string]string
+	parts []int64
 }
 
 func openBackend(dir string, log *slog.Logger) (*backend, error) {
@@ -103,7 +106,9 @@ func openBackend(dir string, log *slog.Logger) (*backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fakeobs: open root: %w", err)
 	}
-	b := &backend{root: root, log: log, now: time.Now, uploadTTL: 7 * 24 * time.Hour}
+	b := &backend{root: root, log: log, now: time.Now, uploadTTL: 7 * 24 * time.Hour,
+		reserved: map[gofakes3.UploadID][]region{}, layout: map[gofakes3.UploadID]int64{},
+		index: map[gofakes3.UploadID]map[int]partFile{}}
 	// Temp files left by a crash belong to writes that were never
 	// acknowledged: drop them.
 	if err := root.RemoveAll(tmpDir); err != nil {
@@ -330,6 +335,7 @@ func (b *backend) removeBucket(name string) error {
 	}
 	for _, u := range ups {
 		if u.u.Bucket == name {
+			b.forgetLayout(u.id)
 			if err := b.root.RemoveAll(uploadPath(u.id)); err != nil {
 				return fmt.Errorf("fakeobs: remove upload %s of bucket %s: %w", u.id, name, err)
 			}
@@ -545,6 +551,9 @@ func copyBody(w io.Writer, r io.Reader, size int64) ([]byte, error) {
 	// ETag) and exposes the sum once the body has hit EOF: reuse it rather
 	// than hash every byte twice.
 	summer, preHashed := r.(interface{ Sum([]byte) []byte })
+	if !preHashed && (size < 0 || size >= pipeMinSize) {
+		return copyHashing(w, r, size)
+	}
 	var h hash.Hash = md5.New()
 	if preHashed {
 		h = nopHash{}
@@ -621,7 +630,12 @@ func storedMeta(in map[string]string) map[string]string {
 		ck := http.CanonicalHeaderKey(k)
 		switch {
 		case strings.HasPrefix(ck, "X-Amz-Meta-"):
-			out[ck] = v
+			out[ck] = storedValue(v)
+		case strings.HasPrefix(ck, passedHeaderPrefix):
+			// Headers gofakes3 drops, carried past it by route.
+			if h := strings.TrimPrefix(ck, passedHeaderPrefix); passedHeaders[h] {
+				out[h] = storedValue(v)
+			}
 		case ck == "Content-Type", ck == "Content-Disposition", ck == "Content-Language",
 			ck == "Cache-Control", ck == "Expires", ck == "X-Amz-Website-Redirect-Location":
 			out[ck] = v
@@ -689,7 +703,7 @@ func (b *backend) openObject(bucket, key string) (*os.File, objInfo, error) {
 	info := objInfo{size: fi.Size(), mod: fi.ModTime()}
 	sc, err := b.readSidecar(bucket, key)
 	if err == nil && sc.Size == fi.Size() && sc.ModNano == fi.ModTime().UnixNano() {
-		info.etag, info.meta = sc.ETag, sc.Meta
+		info.etag, info.meta, info.parts = sc.ETag, sc.Meta, sc.Parts
 		return f, info, nil
 	}
 	// No sidecar (a file placed by hand) or a stale one: hash the file and
@@ -794,11 +808,12 @@ func (b *backend) PutObject(bucket, key string, meta map[string]string, input io
 		return gofakes3.PutObjectResult{}, err
 	}
 	defer t.discard()
-	return gofakes3.PutObjectResult{}, b.commit(bucket, key, t, hex.EncodeToString(sum), storedMeta(meta), cond)
+	return gofakes3.PutObjectResult{}, b.commit(bucket, key, t, hex.EncodeToString(sum), storedMeta(meta), cond, nil)
 }
 
-// commit moves a finished temp file into place as key, then its sidecar.
-func (b *backend) commit(bucket, key string, t *tempFile, etag string, meta map[string]string, cond *gofakes3.PutConditions) error {
+// commit moves a finished temp file into place as key, then its sidecar;
+// parts are the part sizes of a multipart object.
+func (b *backend) commit(bucket, key string, t *tempFile, etag string, meta map[string]string, cond *gofakes3.PutConditions, parts []int64) error {
 	size, mod, err := t.finish()
 	if err != nil {
 		return diskError("finish object data", err)
@@ -847,7 +862,7 @@ func (b *backend) commit(bucket, key string, t *tempFile, etag string, meta map[
 	if err := b.syncDir(path.Dir(dst)); err != nil {
 		return err
 	}
-	raw, _ := json.Marshal(sidecar{Key: key, ETag: etag, Size: size, ModNano: mod.UnixNano(), Meta: meta})
+	raw, _ := json.Marshal(sidecar{Key: key, ETag: etag, Size: size, ModNano: mod.UnixNano(), Meta: meta, Parts: parts})
 	// A sidecar that holds only the data's MD5 is a cache openObject can
 	// rebuild: it needs no fsyncs of its own, which halves the cost of
 	// small PUTs. Metadata and multipart ETags cannot be rebuilt.
@@ -967,7 +982,7 @@ func (b *backend) CopyObject(srcBucket, srcKey, dstBucket, dstKey string, meta m
 	if err != nil {
 		return gofakes3.CopyObjectResult{}, diskError("copy object data", err)
 	}
-	if err := b.commit(dstBucket, dstKey, t, info.etag, storedMeta(meta), nil); err != nil {
+	if err := b.commit(dstBucket, dstKey, t, info.etag, storedMeta(meta), nil, nil); err != nil {
 		return gofakes3.CopyObjectResult{}, err
 	}
 	return gofakes3.CopyObjectResult{ETag: `"` + info.etag + `"`, LastModified: gofakes3.NewContentTime(b.now())}, nil
