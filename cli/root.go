@@ -83,5 +83,6 @@ training jobs on Docker containers that see the platform's environment.`,
 		newUICmd(g),
 	)
 	attachImageAudit(root, g) // malocal image audit, in audit.go
+	plainImageErrors(root)    // after every image subcommand is attached
 	return root
 }
