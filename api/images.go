@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -24,6 +25,17 @@ type GCResult struct {
 	BlobsDeleted   int   `json:"blobs_deleted"`
 	BytesFreed     int64 `json:"bytes_freed"`
 	UploadsDeleted int   `json:"uploads_deleted"`
+	// Unreferenced blobs younger than the grace period, kept for pushes
+	// that may still reference them.
+	BlobsKept int      `json:"blobs_kept"`
+	BytesKept int64    `json:"bytes_kept"`
+	Grace     Duration `json:"grace"`
+}
+
+// ImageGCGracer is the optional capability of a GC with another grace
+// period than the registry's (0: collect every unreferenced blob now).
+type ImageGCGracer interface {
+	RegistryGCGrace(ctx context.Context, grace time.Duration) (GCResult, error)
 }
 
 // ImageBackend is the optional backend capability behind the image and
@@ -60,7 +72,21 @@ func (s *Server) registerImages() {
 			Deleted string `json:"deleted"`
 		}{FormatImageRef(repo, ref)}, nil
 	})
-	s.handle("POST /registry/gc", func(r *http.Request) (any, error) { return b.RegistryGC(r.Context()) })
+	s.handle("POST /registry/gc", func(r *http.Request) (any, error) {
+		g := r.URL.Query().Get("grace")
+		if g == "" {
+			return b.RegistryGC(r.Context())
+		}
+		d, err := time.ParseDuration(g)
+		if err != nil || d < 0 {
+			return nil, Invalidf("grace %q: want a duration such as 0s or 10m", g)
+		}
+		gb, ok := b.(ImageGCGracer)
+		if !ok {
+			return nil, fmt.Errorf("%w: this registry's GC has a fixed grace period", ErrUnavailable)
+		}
+		return gb.RegistryGCGrace(r.Context(), d)
+	})
 }
 
 // Images lists the registry's images.
@@ -80,6 +106,14 @@ func (c *Client) DeleteImage(ctx context.Context, repo, ref string) error {
 func (c *Client) RegistryGC(ctx context.Context) (*GCResult, error) {
 	var out GCResult
 	return &out, c.do(ctx, http.MethodPost, "/registry/gc", nil, &out)
+}
+
+// RegistryGCGrace is RegistryGC that keeps only the unreferenced blobs
+// younger than grace (0: none).
+func (c *Client) RegistryGCGrace(ctx context.Context, grace time.Duration) (*GCResult, error) {
+	var out GCResult
+	q := url.Values{"grace": {grace.String()}}
+	return &out, c.do(ctx, http.MethodPost, "/registry/gc?"+q.Encode(), nil, &out)
 }
 
 // ParseImageRef splits "repo:tag", "repo@digest" or "repo" (tag latest)

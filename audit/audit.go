@@ -275,8 +275,19 @@ func (a *Auditor) run(ctx context.Context, img v1.Image, rep *Report, ro *resolv
 	base := matchBase(bases, diffIDs)
 	nBase := 0
 	if base == nil {
-		rep.add(Violation{Rule: RuleBaseLineage, LayerIndex: -1, Detail: fmt.Sprintf("no official base's diff_ids are a prefix of the image's %d diff_ids (%d bases known); build FROM an official base, and do not squash", len(diffIDs), len(bases))})
-		rep.logf("no official base matched; all %d layers are read as added", len(layers))
+		// With no base to compare with, the base's own files would be
+		// judged as added (its setuid binaries…): that is reported alone,
+		// besides what the layers' signature scan finds.
+		detail := fmt.Sprintf("no official base's diff_ids are a prefix of the image's %d diff_ids (%d bases known); build FROM an official base, and do not squash", len(diffIDs), len(bases))
+		if n, t := cfg.Config.Labels["org.malocal.base.name"], cfg.Config.Labels["org.malocal.base.tag"]; n != "" && t != "" {
+			for _, b := range bases {
+				if b.Name == n && b.Tag == t && !b.Superseded {
+					detail = fmt.Sprintf("the image is built on another build of base %s:%s than the official one (%s): rebuild it FROM that base, or register the build it was made on (push it, then `malocal base add %s:%s`)", n, t, b.Digest, n, t)
+				}
+			}
+		}
+		rep.add(Violation{Rule: RuleBaseLineage, LayerIndex: -1, Detail: detail})
+		rep.logf("no official base matched; all %d layers are scanned for malicious code, not compared with a base", len(layers))
 	} else {
 		nBase = len(base.DiffIDs)
 		rep.Base = base
@@ -324,7 +335,9 @@ func (a *Auditor) run(ctx context.Context, img v1.Image, rep *Report, ro *resolv
 		size += r.size
 		rep.logf("layer %d %s added: %s %s → %s, %d entries, read in %s", i, diffIDs[i], r.format, mib(r.rawBytes), mib(r.size), len(r.entries), took[i].Round(time.Millisecond))
 		layerViolations(rep, i, diffIDs[i], r)
-		ch.layer(i, diffIDs[i].String(), r.entries)
+		if base != nil {
+			ch.layer(i, diffIDs[i].String(), r.entries)
+		}
 	}
 	rep.Size = size
 	if size > ro.MaxSize {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 )
@@ -185,10 +186,21 @@ func TestNotOnABase(t *testing.T) {
 	}
 	all = append(all, file("usr/local/bin/tool", "tool", 0o755))
 	rep = mustAudit(t, NewAuditor(f.catalog, nil), imageOf(t, [][]tf{all}), Options{})
-	// With no base, every layer is added: the base's setuid passwd and
-	// its /dev/null are new.
-	if got := rulesOf(rep); !slices.Equal(got, []string{RuleBaseLineage, RuleSpecialFile, RuleSetuid}) || rep.Base != nil || rep.AddedLayers != 1 {
+	// With no base, that is reported alone: the base's own setuid passwd
+	// is not judged as added.
+	if got := rulesOf(rep); !slices.Equal(got, []string{RuleBaseLineage}) || rep.Base != nil || rep.AddedLayers != 1 {
 		t.Fatalf("squashed: rules %v:\n%s", got, dump(rep))
+	}
+	// An image whose labels name the official base, built on another
+	// build of it: the report names that base and the fix.
+	cf, err := labelledOnBase(t, imageOf(t, [][]tf{all}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = mustAudit(t, NewAuditor(f.catalog, nil), cf, Options{})
+	if len(rep.Violations) != 1 || !strings.Contains(rep.Violations[0].Detail, "another build of base eiwizard/custom-cpu-base:1.0 than the official one ("+f.record.Digest+")") ||
+		!strings.Contains(rep.Violations[0].Detail, "malocal base add eiwizard/custom-cpu-base:1.0") {
+		t.Fatalf("labelled: %s", dump(rep))
 	}
 	// The base by itself is fine.
 	if rep := mustAudit(t, NewAuditor(f.catalog, nil), f.base, Options{}); rep.Verdict != Pass {
@@ -404,4 +416,17 @@ func TestMergedUsrBase(t *testing.T) {
 			}
 		})
 	}
+}
+
+// labelledOnBase labels img as built on the fixture's base, as images built
+// FROM a base inherit its labels.
+func labelledOnBase(t *testing.T, img v1.Image) (v1.Image, error) {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Labels = map[string]string{"org.malocal.base.name": "eiwizard/custom-cpu-base", "org.malocal.base.tag": "1.0"}
+	return mutate.ConfigFile(img, cf)
 }

@@ -1,12 +1,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/malocal/malocal/emulator"
 )
@@ -24,18 +29,44 @@ type envVars struct {
 	API      string `json:"api"`
 }
 
+// How long `malocal env` waits: for `malocal up &` started a moment ago to
+// take the data dir, and for an emulator that took it to write its
+// addresses.
+var (
+	envRaceWait  = time.Second
+	envStartWait = 20 * time.Second
+)
+
+// upAddrFlags are the `malocal up` settings `malocal env` shares, so that
+// with no emulator running it prints the addresses up would use.
+var upAddrFlags = []string{"api-addr", "s3-addr", "registry-addr", "config"}
+
 func newEnvCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	// The flags are up's own: same names, variables, defaults and --config.
+	upFlags := newUpCmd(g).Flags()
+	cmd := &cobra.Command{
 		Use:   "env",
-		Short: "Print shell exports for S3 clients and the registry: eval $(malocal env)",
+		Short: "Print shell exports for S3 clients, the registry prefix and the API: eval \"$(malocal env)\"",
 		Long: `Print the object store's endpoint and keys as shell exports, for any S3
-client or SDK, the registry prefix to tag images with and the registry's
-user name and password (for docker login). Use it as
-  eval $(malocal env)
-The addresses are those of the running emulator, or the defaults when none runs.`,
+client or SDK, the registry prefix to tag images with, the registry's user name and
+password (for docker login), and the API address client commands use. Use it as
+  eval "$(malocal env)"
+The addresses are those of the emulator running on the data dir. One that is
+starting is waited for (a note goes to stderr). With none running, they are
+the addresses ` + "`malocal up`" + ` would listen on, from the same flags
+(--api-addr, --s3-addr, --registry-addr), MALOCAL_* variables and --config
+file; the keys are the data dir's, created here when it is new.`,
+		Example: `  malocal up &
+  eval "$(malocal env)"
+  aws s3 ls
+  docker tag my-train:1.0 $MALOCAL_REGISTRY/my-train:1.0`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dir, err := g.dataDirPath()
+			if err != nil {
+				return err
+			}
+			rt, running, err := waitRuntime(cmd.Context(), dir, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -50,22 +81,22 @@ The addresses are those of the running emulator, or the defaults when none runs.
 				return err
 			}
 			v := envVars{Access: c.AccessKey, Secret: c.SecretKey, Region: c.Region, RegUser: c.RegistryUsername, RegPass: c.RegistryPassword}
-			rt, err := dd.Running()
-			switch {
-			case err == nil:
+			if running {
 				v.Running = true
 				v.Endpoint, v.Registry, v.API = "http://"+rt.S3, registryPrefix(rt.Registry), rt.API
-			case errors.Is(err, emulator.ErrNotRunning):
-				v.Endpoint, v.Registry, v.API = "http://"+emulator.DefaultS3Addr, registryPrefix(emulator.DefaultRegistryAddr), emulator.DefaultAPIAddr
-			default:
-				return err
+			} else {
+				api, s3, reg, err := upAddresses(upFlags)
+				if err != nil {
+					return err
+				}
+				v.Endpoint, v.Registry, v.API = "http://"+s3, registryPrefix(reg), api
 			}
 			out := cmd.OutOrStdout()
 			if g.output == "json" {
 				return g.printData(out, v, nil, nil)
 			}
 			if !v.Running {
-				fmt.Fprintln(out, "# no emulator runs on this data dir: these are the default addresses (start it with `malocal up`)")
+				fmt.Fprintln(out, "# no emulator runs on this data dir: these are the addresses `malocal up` would use (start it with `malocal up`)")
 			}
 			for _, kv := range [][2]string{
 				{"AWS_ENDPOINT_URL", v.Endpoint},
@@ -82,6 +113,65 @@ The addresses are those of the running emulator, or the defaults when none runs.
 			}
 			return nil
 		},
+	}
+	for _, name := range upAddrFlags {
+		cmd.Flags().AddFlag(upFlags.Lookup(name))
+	}
+	return cmd
+}
+
+// upAddresses are the addresses `malocal up` would listen on with the
+// flags, MALOCAL_* variables and --config file given.
+func upAddresses(fs *pflag.FlagSet) (api, s3, registry string, err error) {
+	if p := fs.Lookup("config").Value.String(); p != "" {
+		if err := applyConfigFile(fs, p); err != nil {
+			return "", "", "", err
+		}
+	}
+	get := func(name string) string { return fs.Lookup(name).Value.String() }
+	return get("api-addr"), get("s3-addr"), get("registry-addr"), nil
+}
+
+// waitRuntime returns the runtime record of the emulator on dir. It waits
+// envRaceWait for one to take the data dir (`malocal up &` a moment ago)
+// and envStartWait for one that holds it to write its addresses, saying so
+// on errw. running is false when no emulator runs there.
+func waitRuntime(ctx context.Context, dir string, errw io.Writer) (rt emulator.Runtime, running bool, err error) {
+	raceEnd := time.Now().Add(envRaceWait)
+	var startEnd time.Time
+	for {
+		dd, oerr := emulator.OpenDataDir(dir)
+		starting := false
+		if oerr == nil {
+			rt, err = dd.Running()
+			switch {
+			case err == nil:
+				return rt, true, nil
+			case errors.Is(err, emulator.ErrNotRunning):
+			case errors.Is(err, fs.ErrNotExist): // held, no runtime.json yet
+				starting = true
+			default:
+				return rt, false, err
+			}
+		}
+		now := time.Now()
+		switch {
+		case starting && startEnd.IsZero():
+			startEnd = now.Add(envStartWait)
+			fmt.Fprintf(errw, "malocal env: the emulator on %s is starting; waiting up to %s for its addresses\n", dir, envStartWait)
+		case starting && now.After(startEnd):
+			return rt, false, fmt.Errorf("the emulator on %s holds the data dir but has not written its addresses after %s: see the output of its `malocal up`", dir, envStartWait)
+		case !starting && startEnd.IsZero() && now.After(raceEnd):
+			return rt, false, nil
+		case !starting && !startEnd.IsZero():
+			// It held the data dir and let go: it failed to start.
+			return rt, false, fmt.Errorf("the emulator on %s stopped while starting: see the output of its `malocal up`", dir)
+		}
+		select {
+		case <-ctx.Done():
+			return rt, false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

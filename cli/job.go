@@ -35,6 +35,14 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "submit [flags] -- RUN COMMAND...",
 		Short: "Submit a training job",
+		Long: `Submit a training job to the running emulator, from flags or from a YAML
+(or JSON) file whose fields are the API's; flags given with -f override the
+file. A job.yaml with every field:
+
+` + JobYAMLExample + `
+Only name, image, command and app_url are required. Numbers are checked as
+the API checks them: nodes 1 to 64, retries 0 to 10, port 1 to 65535,
+memory at least 6m, cpus, gpus and timeout not negative.`,
 		Example: `  malocal job submit --name mnist --image eiwizard/my-train:1.0 --nodes 2 \
     --app-url s3://demo/new/ --data-url s3://demo/new/mnist_data/ --train-url s3://demo/out/ \
     -- bash /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/train.py
@@ -76,6 +84,13 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 				}
 				spec.Env[k] = v
 			}
+			fromFlags := cmd.Flags().Changed
+			if file == "" {
+				fromFlags = func(string) bool { return true }
+			}
+			if err := checkSpec(spec, fromFlags); err != nil {
+				return err
+			}
 			c, err := g.client()
 			if err != nil {
 				return err
@@ -95,7 +110,7 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 	f.StringVarP(&file, "file", "f", "", "read the job from a YAML or JSON file (flags override it)")
 	f.StringVar(&spec.Name, "name", "", "job name")
 	f.StringVar(&spec.Image, "image", "", "image in malocal's registry, e.g. eiwizard/my-train:1.0")
-	f.IntVar(&spec.Nodes, "nodes", 1, "number of nodes (containers)")
+	f.IntVar(&spec.Nodes, "nodes", 1, "number of nodes (containers), 1 to 64")
 	f.StringVar(&spec.AppURL, "app-url", "", "code dir in the object store (s3:// or obs://)")
 	f.StringVar(&spec.DataURL, "data-url", "", "data dir (DLS_DATA_URL)")
 	f.StringVar(&spec.TrainURL, "train-url", "", "output dir (DLS_TRAIN_URL)")
@@ -106,13 +121,34 @@ func newJobSubmitCmd(g *globals) *cobra.Command {
 	f.IntVar(&spec.Flavor.GPUs, "gpus", 0, "GPUs per node")
 	f.DurationVar(&timeout, "timeout", 0, "time limit, e.g. 2h (0: none)")
 	f.StringVar(&spec.Policy, "policy", "all", "success policy: all (every task must succeed) or index0 (task 0 decides)")
-	f.IntVar(&spec.Retries, "retries", 0, "restart a failed job up to this many times")
+	f.IntVar(&spec.Retries, "retries", 0, "restart a failed job up to this many times, 0 to 10")
 	f.IntVar(&spec.Port, "port", api.DefaultPort, "port named in every BATCH_CUSTOM{i}_HOSTS")
 	f.BoolVar(&spec.Keep, "keep", false, "keep the containers and network after the job, for debugging")
 	f.BoolVar(&follow, "follow", false, "stream the logs until the job ends, and exit with its result")
 	f.BoolVar(&wait, "wait", false, "wait until the job ends, and exit with its result")
 	return cmd
 }
+
+// JobYAMLExample is a job file with every field, as `job submit --help`
+// and the README show it (a test submits it).
+const JobYAMLExample = `  name: mnist
+  image: demo/mnist:1.0              # in malocal's registry
+  command: [bash, /home/work/run_train.sh, python,
+            /home/work/user-job-dir/new/mnist/mnist_softmax.py,
+            --data_url, /home/work/user-job-dir/new/mnist_data]
+  app_url: s3://malocal-demo/new/    # code dir, downloaded to /home/work/user-job-dir/new/
+  data_url: s3://malocal-demo/new/mnist_data/   # DLS_DATA_URL
+  train_url: s3://malocal-demo/output/          # DLS_TRAIN_URL
+  log_url: s3://malocal-demo/logs/   # optional: each task's log is uploaded here
+  nodes: 1                           # 1 to 64
+  flavor: {cpus: 1, memory: 1g, gpus: 0}
+  env: {EPOCHS: "1"}
+  timeout: 30m                       # 0: none
+  policy: all                        # or index0: task 0 decides
+  retries: 0                         # 0 to 10
+  port: 2222                         # in every BATCH_CUSTOM{i}_HOSTS
+  keep: false                        # true: keep the containers afterwards
+`
 
 // parseJobFile reads YAML (or JSON, which is YAML) with the API's field
 // names: YAML to generic values, then JSON, so there is one schema.
@@ -129,7 +165,14 @@ func parseJobFile(b []byte) (api.JobSpec, error) {
 	dec := json.NewDecoder(bytes.NewReader(j))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
-		return spec, api.Invalidf("%v (fields: name, image, command, nodes, app_url, data_url, train_url, log_url, env, flavor{cpus,memory,gpus}, timeout, policy, retries, port, keep)", err)
+		return spec, api.Invalidf("%v (fields: name, image, command, nodes, app_url, data_url, train_url, log_url, env, flavor{cpus,memory,gpus}, timeout, policy, retries, port, keep; see `malocal job submit --help`)", err)
+	}
+	// Omitted numbers take the defaults the flags have.
+	if _, ok := generic["nodes"]; !ok {
+		spec.Nodes = 1
+	}
+	if _, ok := generic["port"]; !ok {
+		spec.Port = api.DefaultPort
 	}
 	return spec, nil
 }
@@ -328,6 +371,9 @@ func newJobLogsCmd(g *globals) *cobra.Command {
 		Short: "Print a job's logs, all tasks with a [task i] prefix, or one with --task",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if task < -1 {
+				return api.Invalidf("--task: a task index, 0 or more, got %d", task)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err

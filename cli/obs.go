@@ -27,6 +27,9 @@ func newObsCmd(g *globals) *cobra.Command {
 		Short: "Use the emulator's object store without an S3 client: ls, mb, rb, cp, sync, rm, cat",
 		Long: `Work with the running emulator's object store (the OBS stand-in).
 URLs are s3://bucket/key or obs://bucket/key; anything else is a local path.
+It uses the object store and keys of the emulator running on --data-dir
+(--api does not switch it: for an emulator on another data dir, pass that
+--data-dir, or use any S3 client with that emulator's ` + "`malocal env`" + `).
   malocal obs mb s3://work
   malocal obs cp -r ./mnist obs://work/code/
   malocal obs sync obs://work/output ./output
@@ -44,12 +47,16 @@ URLs are s3://bucket/key or obs://bucket/key; anything else is a local path.
 		newObsRmCmd(g, f),
 		newObsCatCmd(g, f),
 	)
+	plainOBSErrors(cmd)
 	return cmd
 }
 
 // obsClient connects to the object store of the emulator running on the
 // data dir, with the keys it keeps there.
 func (g *globals) obsClient(cmd *cobra.Command, f *obsFlags) (*obsclient.Client, error) {
+	if err := checkParallel(f.parallel); err != nil {
+		return nil, err
+	}
 	dd, err := g.openDataDir()
 	if err != nil {
 		return nil, err
@@ -63,6 +70,9 @@ func (g *globals) obsClient(cmd *cobra.Command, f *obsFlags) (*obsclient.Client,
 		if errors.Is(err, emulator.ErrNotRunning) {
 			return nil, &exitError{code: 2, err: fmt.Errorf("%w: start it with `malocal up`", err)}
 		}
+		return nil, err
+	}
+	if err := checkOBSAPI(cmd, rt.API); err != nil {
 		return nil, err
 	}
 	cfg := obsclient.Config{

@@ -10,6 +10,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/malocal/malocal/api"
 )
 
 // globals are the flags every command shares.
@@ -39,6 +41,9 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintln(stderr, "malocal:", err)
+	if errors.Is(err, api.ErrUnauthorized) {
+		fmt.Fprintln(stderr, "malocal: the API wants the token of the emulator it belongs to: set MALOCAL_TOKEN to the contents of that emulator's DATA_DIR/api-token, or pass its --data-dir")
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
@@ -59,7 +64,7 @@ training jobs on Docker containers that see the platform's environment.`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dataDir, "data-dir", os.Getenv("MALOCAL_DATA_DIR"), "data dir (env MALOCAL_DATA_DIR; default $XDG_DATA_HOME/malocal or ~/.local/share/malocal)")
-	pf.StringVar(&g.apiAddr, "api", os.Getenv("MALOCAL_API"), "address of a running emulator's API, for client commands (env MALOCAL_API; default: read from the data dir)")
+	pf.StringVar(&g.apiAddr, "api", os.Getenv("MALOCAL_API"), "address of a running emulator's API, for client commands (env MALOCAL_API; default: read from the data dir); its token comes from MALOCAL_TOKEN or the data dir's api-token")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format of commands that print data: table or json")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if g.output != "table" && g.output != "json" {
@@ -83,5 +88,6 @@ training jobs on Docker containers that see the platform's environment.`,
 		newUICmd(g),
 	)
 	attachImageAudit(root, g) // malocal image audit, in audit.go
+	plainImageErrors(root)    // after every image subcommand is attached
 	return root
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -21,7 +22,8 @@ func newRunCmd(g *globals) *cobra.Command {
 		Use:   "run --code DIR --image IMAGE [flags] -- COMMAND...",
 		Short: "Run a training script in a fresh emulator and exit with its result (for CI)",
 		Long: `Run one training job end to end, as CI wants it: start a throwaway emulator
-(or use a running one with --api), upload the code dir (the job finds it in
+(or use a running one with --api on the command line; an exported
+MALOCAL_API alone does not switch it), upload the code dir (the job finds it in
 /home/work/user-job-dir/<basename of --code>/) and the data dir, push the
 image (and the official base it was built on) from the local Docker engine
 when the emulator lacks it, audit it, run the job on --nodes containers
@@ -44,7 +46,12 @@ timeout, 3 when the image failed the audit, 130 on Ctrl-C, 1 on other errors.`,
 				}
 				o.Env[k] = v
 			}
-			if g.apiAddr != "" {
+			if err := checkRunFlags(cmd, o); err != nil {
+				return err
+			}
+			// Only --api on the command line switches to a running emulator:
+			// MALOCAL_API, exported by `eval "$(malocal env)"`, does not.
+			if apiAddr, ok := apiFlag(cmd); ok {
 				dd, err := g.openDataDir()
 				if err != nil {
 					return err
@@ -55,7 +62,7 @@ timeout, 3 when the image failed the audit, 130 on Ctrl-C, 1 on other errors.`,
 						return err
 					}
 				}
-				o.Remote = &runner.Remote{API: g.apiAddr, Token: token, DataDir: dd.Path}
+				o.Remote = &runner.Remote{API: apiAddr, Token: token, DataDir: dd.Path}
 			}
 			o.Stdout, o.Stderr = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			res, err := runner.Run(cmd.Context(), o)
@@ -71,7 +78,7 @@ timeout, 3 when the image failed the audit, 130 on Ctrl-C, 1 on other errors.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Code, "code", "", "local code dir, uploaded as the job's code dir (required)")
 	f.StringVar(&o.Image, "image", "", "image, in the emulator's registry or the local Docker engine (required)")
-	f.IntVar(&o.Nodes, "nodes", 1, "number of nodes (containers)")
+	f.IntVar(&o.Nodes, "nodes", 1, fmt.Sprintf("number of nodes (containers), %d to %d", 1, maxNodes))
 	f.StringVar(&o.Data, "data", "", "local data dir, uploaded as the job's data dir (DLS_DATA_URL)")
 	f.StringVar(&o.DataURL, "data-url", "", "data dir already in the object store (s3:// or obs://; useful with --api), instead of --data")
 	f.StringVar(&o.Output, "output", "", "local dir the job's output dir (DLS_TRAIN_URL) is downloaded to")

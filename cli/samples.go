@@ -24,6 +24,7 @@ func newSamplesExportCmd() *cobra.Command {
 		Use:   "export DIR",
 		Short: "Write the mnist example scripts to DIR/mnist/, to read, change and upload yourself",
 		Example: `  malocal samples export .
+  malocal obs mb s3://my-bucket
   malocal obs cp -r mnist s3://my-bucket/new/mnist`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/malocal/malocal/api"
 )
@@ -45,5 +46,17 @@ func (b apiBackend) DeleteImage(ctx context.Context, repo, ref string) error {
 
 func (b apiBackend) RegistryGC(ctx context.Context) (api.GCResult, error) {
 	st, err := b.r.GC(ctx)
-	return api.GCResult{BlobsDeleted: st.BlobsDeleted, BytesFreed: st.BytesFreed, UploadsDeleted: st.UploadsDeleted}, err
+	return gcResult(st), err
+}
+
+var _ api.ImageGCGracer = apiBackend{}
+
+func (b apiBackend) RegistryGCGrace(ctx context.Context, grace time.Duration) (api.GCResult, error) {
+	st, err := b.r.GCGrace(ctx, grace)
+	return gcResult(st), err
+}
+
+func gcResult(st GCStats) api.GCResult {
+	return api.GCResult{BlobsDeleted: st.BlobsDeleted, BytesFreed: st.BytesFreed, UploadsDeleted: st.UploadsDeleted,
+		BlobsKept: st.BlobsKept, BytesKept: st.BytesKept, Grace: api.Duration(st.Grace)}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -70,4 +71,43 @@ func TestParseImageRef(t *testing.T) {
 			t.Errorf("%s = %q %q %v", in, repo, r, err)
 		}
 	}
+}
+
+// TestAPIGCGrace: within the grace period an unreferenced blob is kept and
+// counted; a GC with grace 0 through the API collects it now. A backend
+// without the capability answers 503 to a grace.
+func TestAPIGCGrace(t *testing.T) {
+	reg, addr := serve(t, t.TempDir()) // the default grace: an hour
+	srv := httptest.NewServer(api.NewServer(gcBackend{testBackend{reg.APIBackend()}, reg.APIBackend().(api.ImageGCGracer)}, "tok"))
+	defer srv.Close()
+	c := api.NewClient(srv.URL, "tok")
+	img, err := random.Image(50_000, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref(t, addr+"/team/app:v1"), img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	if err := c.DeleteImage(t.Context(), "team/app", d.String()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.RegistryGC(t.Context())
+	if err != nil || res.BlobsDeleted != 0 || res.BlobsKept != 4 || res.BytesKept < 100_000 || res.Grace != api.Duration(time.Hour) {
+		t.Fatalf("gc within the grace = %+v, %v", res, err)
+	}
+	res, err = c.RegistryGCGrace(t.Context(), 0)
+	if err != nil || res.BlobsDeleted != 4 || res.BlobsKept != 0 {
+		t.Fatalf("gc --grace 0s = %+v, %v", res, err)
+	}
+	plain := httptest.NewServer(api.NewServer(testBackend{reg.APIBackend()}, "tok"))
+	defer plain.Close()
+	if _, err := api.NewClient(plain.URL, "tok").RegistryGCGrace(t.Context(), 0); !errors.Is(err, api.ErrUnavailable) {
+		t.Fatalf("gc with a grace on a backend without it = %v", err)
+	}
+}
+
+type gcBackend struct {
+	testBackend
+	api.ImageGCGracer
 }

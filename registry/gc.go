@@ -16,6 +16,11 @@ type GCStats struct {
 	BlobsDeleted   int   `json:"blobsDeleted"`
 	BytesFreed     int64 `json:"bytesFreed"`
 	UploadsDeleted int   `json:"uploadsDeleted"`
+	// BlobsKept and BytesKept are the unreferenced blobs written within
+	// the grace period, left for pushes in flight.
+	BlobsKept int           `json:"blobsKept"`
+	BytesKept int64         `json:"bytesKept"`
+	Grace     time.Duration `json:"grace"`
 }
 
 // totalSize is the stored size of manifest d with everything it references.
@@ -56,11 +61,22 @@ func (s *store) totalSize(d digest, depth int) (int64, error) {
 // reachable hold the lock GC takes, and the grace period covers blobs whose
 // manifest is still on its way.
 func (r *Registry) GC(ctx context.Context) (GCStats, error) {
-	st, err := r.s.gc(ctx, time.Now().Add(-r.s.grace))
+	return r.GCGrace(ctx, r.s.grace)
+}
+
+// GCGrace is GC with another grace period: 0 collects every unreferenced
+// blob and idle upload now, so pushes in flight may fail.
+func (r *Registry) GCGrace(ctx context.Context, grace time.Duration) (GCStats, error) {
+	if grace < 0 {
+		return GCStats{}, fmt.Errorf("registry: gc: negative grace %s", grace)
+	}
+	st, err := r.s.gc(ctx, time.Now().Add(-grace))
+	st.Grace = grace
 	if err != nil {
 		return st, fmt.Errorf("registry: gc: %w", err)
 	}
-	r.log.Info("registry: gc", "blobs", st.BlobsDeleted, "bytes", st.BytesFreed, "uploads", st.UploadsDeleted)
+	r.log.Info("registry: gc", "blobs", st.BlobsDeleted, "bytes", st.BytesFreed, "uploads", st.UploadsDeleted,
+		"kept_blobs", st.BlobsKept, "kept_bytes", st.BytesKept, "grace", grace)
 	return st, nil
 }
 
@@ -122,7 +138,12 @@ func (s *store) gc(ctx context.Context, cutoff time.Time) (GCStats, error) {
 				return nil
 			}
 			fi, err := e.Info()
-			if err != nil || fi.ModTime().After(cutoff) {
+			if err != nil {
+				return nil
+			}
+			if fi.ModTime().After(cutoff) {
+				st.BlobsKept++
+				st.BytesKept += fi.Size()
 				return nil
 			}
 			if err := os.Remove(p); err != nil {

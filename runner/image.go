@@ -55,6 +55,9 @@ func (r *run) ensureImage(ctx context.Context) (string, error) {
 		if name == repo && btag == tag { // the image is that base
 			return repo + ":" + tag, nil
 		}
+		if err := r.checkBuiltOn(ctx, name, btag); err != nil {
+			return "", err
+		}
 	}
 	if err := r.push(ctx, r.o.Image, repo, tag); err != nil {
 		return "", err
@@ -130,6 +133,70 @@ func (r *run) buildDefaultBase(ctx context.Context, tag string) error {
 		return fmt.Errorf("building the default base %s:%s: %w", baseimage.DefaultCPUName, tag, err)
 	}
 	return nil
+}
+
+// checkBuiltOn checks, before anything is pushed or submitted, that
+// Options.Image is built on the emulator's build of base name:tag: the
+// base's diff_ids are a prefix of the image's. When it is another build,
+// the error says so in one line, with both digests and the fix.
+func (r *run) checkBuiltOn(ctx context.Context, name, tag string) error {
+	cur, err := baseimage.OpenCatalog(r.t.dataDir).Current()
+	if err != nil {
+		return err
+	}
+	var rec *baseimage.Record
+	for i := range cur {
+		if cur[i].Name == name && cur[i].Tag == tag {
+			rec = &cur[i]
+		}
+	}
+	if rec == nil || len(rec.DiffIDs) == 0 {
+		return nil // registered just now from the engine's own base
+	}
+	layers, err := inspectDiffIDs(ctx, r.o.Docker, r.o.Image)
+	if err != nil {
+		return err
+	}
+	if hasPrefix(layers, rec.DiffIDs) {
+		return nil
+	}
+	local := "not in the local Docker engine"
+	if src, err := findInEngine(ctx, r.o.Docker, name+":"+tag); err == nil && src != "" {
+		if id, err := dockerCmd(ctx, r.o.Docker, "image", "inspect", "--format", "{{.Id}}", src); err == nil {
+			local = strings.TrimSpace(id)
+		}
+	}
+	return fmt.Errorf("%w: image %s is built on another build of base %s:%s than the emulator's (emulator: %s; local Docker engine: %s): register the local base (docker push it to the emulator's registry, then `malocal base add %s:%s`), or rebuild %s FROM the emulator's base",
+		ErrBaseMismatch, r.o.Image, name, tag, rec.Digest, local, name, tag, r.o.Image)
+}
+
+// ErrBaseMismatch is returned when the image is built on another build
+// of its base than the emulator's.
+var ErrBaseMismatch = errors.New("base mismatch")
+
+// inspectDiffIDs returns the rootfs diff_ids of the engine's image ref.
+func inspectDiffIDs(ctx context.Context, docker, ref string) ([]string, error) {
+	out, err := dockerCmd(ctx, docker, "image", "inspect", "--format", "{{json .RootFS.Layers}}", ref)
+	if err != nil {
+		return nil, err
+	}
+	var layers []string
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &layers); err != nil {
+		return nil, fmt.Errorf("reading the layers of %s: %w", ref, err)
+	}
+	return layers, nil
+}
+
+func hasPrefix(s, prefix []string) bool {
+	if len(prefix) > len(s) {
+		return false
+	}
+	for i := range prefix {
+		if s[i] != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // push pushes the engine's image src to the registry as repo:tag, under a

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/malocal/malocal/baseimage"
@@ -157,6 +159,25 @@ func TestInstall(t *testing.T) {
 	}
 	if res2.DataUploaded != 0 || res2.Digest != res.Digest || !strings.Contains(progress.String(), "is up to date") || !strings.Contains(progress.String(), "data already in") {
 		t.Errorf("second install %+v:\n%s", res2, progress.String())
+	}
+
+	// The same image under another digest (here: a manifest annotation;
+	// in life, layers compressed otherwise) is kept, not re-pointed.
+	other := mutate.Annotations(img, map[string]string{"org.example.note": "pushed by another tool"}).(v1.Image)
+	if err := remote.Write(ref, other); err != nil {
+		t.Fatal(err)
+	}
+	od, _ := other.Digest()
+	progress.Reset()
+	res3, err := Install(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res3.Digest != od.String() || res3.Digest == res.Digest || !strings.Contains(progress.String(), "is up to date (same base and files)") {
+		t.Errorf("third install re-pointed the unchanged image: %s, want %s kept:\n%s", res3.Digest, od, progress.String())
+	}
+	if now, err := remote.Head(ref); err != nil || now.Digest != od {
+		t.Errorf("the registry's %s is %v (%v), want %s", DefaultImage, now, err, od)
 	}
 
 	// Missing data, a missing base.
