@@ -45,21 +45,23 @@ const DefaultPort = 2222
 
 // JobSpec is what a user submits: the console's form.
 type JobSpec struct {
-	Name     string            `json:"name"`
-	Image    string            `json:"image"`
-	Command  []string          `json:"command"`
-	Nodes    int               `json:"nodes"`
-	AppURL   string            `json:"app_url"`
-	DataURL  string            `json:"data_url,omitempty"`
-	TrainURL string            `json:"train_url,omitempty"`
-	LogURL   string            `json:"log_url,omitempty"`
-	Env      map[string]string `json:"env,omitempty"`
-	Flavor   Flavor            `json:"flavor"`
-	Timeout  Duration          `json:"timeout,omitempty"`
-	Policy   string            `json:"policy,omitempty"`
-	Retries  int               `json:"retries,omitempty"`
-	Port     int               `json:"port,omitempty"`
-	Keep     bool              `json:"keep,omitempty"`
+	Name string `json:"name"`
+	// Description is free text shown in the job list and on its page.
+	Description string            `json:"description,omitempty"`
+	Image       string            `json:"image"`
+	Command     []string          `json:"command"`
+	Nodes       int               `json:"nodes"`
+	AppURL      string            `json:"app_url"`
+	DataURL     string            `json:"data_url,omitempty"`
+	TrainURL    string            `json:"train_url,omitempty"`
+	LogURL      string            `json:"log_url,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	Flavor      Flavor            `json:"flavor"`
+	Timeout     Duration          `json:"timeout,omitempty"`
+	Policy      string            `json:"policy,omitempty"`
+	Retries     int               `json:"retries,omitempty"`
+	Port        int               `json:"port,omitempty"`
+	Keep        bool              `json:"keep,omitempty"`
 }
 
 // Flavor is the per-node resources. Zero means no limit.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/audit"
@@ -15,6 +16,7 @@ import (
 	"github.com/malocal/malocal/fakeobs"
 	"github.com/malocal/malocal/fakeobs/obsclient"
 	"github.com/malocal/malocal/jobs"
+	"github.com/malocal/malocal/metrics"
 	"github.com/malocal/malocal/registry"
 )
 
@@ -23,6 +25,8 @@ const (
 	storeFile   = "store.db"
 	jobsDir     = "jobs"
 	auditLogDir = "audit/logs"
+	// metricsDir holds each job's resource samples, one file per job.
+	metricsDir = "metrics"
 )
 
 // services are the parts `malocal up` serves; they are opened after the
@@ -34,6 +38,10 @@ type services struct {
 	auditCache *audit.BoltCache
 	auditor    *audit.RegistryAuditor
 	jobs       *jobs.Manager
+	metrics    *metrics.Store
+	// sampler samples the containers of Docker jobs: the backend calls
+	// its TaskStarted once a task's container runs.
+	sampler    *metrics.DockerSampler
 	gw         *gateways
 	cancelJobs context.CancelFunc
 }
@@ -66,6 +74,12 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	}
 	if s.auditCache, err = audit.OpenBoltCache(e.dd.Sub(audit.VerdictsFile)); err != nil {
 		return fmt.Errorf("opening the audit verdict cache: %w", err)
+	}
+	if s.metrics, err = metrics.Open(e.dd.Sub(metricsDir)); err != nil {
+		return err
+	}
+	if s.sampler, err = metrics.NewDockerSampler(s.metrics, metrics.WithLogger(e.log.With("service", "metrics"))); err != nil {
+		return err
 	}
 	st, err := e.openJobStores(ctx, creds)
 	if err != nil {
@@ -194,10 +208,14 @@ type apiBackend struct {
 	jobsAPI
 	auditAPI
 	objectsAPI
+	metricsAPI
 }
 
 // jobsAPI adapts the job manager to api.JobBackend.
-type jobsAPI struct{ m *jobs.Manager }
+type jobsAPI struct {
+	m       *jobs.Manager
+	metrics *metrics.Store
+}
 
 var _ api.JobBackend = jobsAPI{}
 
@@ -209,7 +227,15 @@ func (j jobsAPI) Jobs(ctx context.Context, status, name string) ([]*api.Job, err
 }
 func (j jobsAPI) Job(ctx context.Context, id string) (*api.Job, error)     { return j.m.Get(ctx, id) }
 func (j jobsAPI) StopJob(ctx context.Context, id string) (*api.Job, error) { return j.m.Stop(ctx, id) }
-func (j jobsAPI) DeleteJob(ctx context.Context, id string) error           { return j.m.Delete(ctx, id) }
+func (j jobsAPI) DeleteJob(ctx context.Context, id string) error {
+	if err := j.m.Delete(ctx, id); err != nil {
+		return err
+	}
+	if j.metrics != nil {
+		return j.metrics.Delete(id)
+	}
+	return nil
+}
 func (j jobsAPI) JobLogs(ctx context.Context, id string, task int, follow bool, fn func(api.LogLine) error) error {
 	return j.m.Logs(ctx, id, task, follow, fn)
 }
@@ -221,4 +247,38 @@ func (e *Emulator) service(name string) *service {
 		}
 	}
 	panic("emulator: no service " + name)
+}
+
+// metricsAPI serves the jobs' resource samples.
+type metricsAPI struct {
+	st *metrics.Store
+	// unavailable, when set, says why jobs have no samples.
+	unavailable string
+}
+
+var _ api.MetricsBackend = metricsAPI{}
+
+func (m metricsAPI) JobMetrics(ctx context.Context, id string, since time.Time) (*api.JobMetrics, error) {
+	jm, err := m.st.Get(id, since)
+	if err != nil {
+		return nil, err
+	}
+	if len(jm.Samples) == 0 {
+		jm.Unavailable = m.unavailable
+	}
+	return jm, nil
+}
+
+func (m metricsAPI) WatchMetrics(ctx context.Context, id string, fn func(api.MetricSample) error) error {
+	return m.st.Watch(ctx, id, fn)
+}
+
+// metricsAPI is the metrics routes' backend: on Kubernetes, the page says
+// that samples are not taken there.
+func (e *Emulator) metricsAPI() metricsAPI {
+	m := metricsAPI{st: e.svc.metrics}
+	if e.cfg.Backend == BackendKubernetes {
+		m.unavailable = "resource usage is not sampled for jobs on Kubernetes (the Docker backend samples it)"
+	}
+	return m
 }
