@@ -92,11 +92,13 @@ func TestDockerSamplerRealContainers(t *testing.T) {
 	}
 	busyCPU, idleCPU := cpu[0]/float64(n[0]), cpu[1]/float64(n[1])
 	t.Logf("busy task: %.2f cores, idle task: %.2f cores", busyCPU, idleCPU)
-	if busyCPU < 0.6 || busyCPU > 1.15 {
-		t.Errorf("busy task used %.2f cores on average, want about 1 (its limit)", busyCPU)
+	// On an idle machine the busy task shows about 1 core (its limit); on
+	// a loaded one, less: what must hold is the limit and the contrast.
+	if busyCPU > 1.15 || busyCPU < 0.02 {
+		t.Errorf("busy task used %.2f cores on average, want at most its limit of 1 and clearly more than 0", busyCPU)
 	}
-	if idleCPU > 0.05 {
-		t.Errorf("sleeping task used %.2f cores on average, want about 0", idleCPU)
+	if idleCPU > 0.05 || idleCPU*5 > busyCPU {
+		t.Errorf("sleeping task used %.2f cores on average, want about 0 (busy task: %.2f)", idleCPU, busyCPU)
 	}
 
 	// A container that is gone ends the sampler at once.
