@@ -30,7 +30,7 @@ func TestJobMetricsLiveSampling(t *testing.T) {
 	e, img := jobEnv(t, args)
 	ctx := context.Background()
 	j := submit(t, e, api.JobSpec{Name: "burn", Image: img, Nodes: 2, AppURL: "s3://code/x/",
-		Flavor: api.Flavor{CPUs: 2, Memory: 256 << 20},
+		Flavor:  api.Flavor{CPUs: 2, Memory: 256 << 20},
 		Command: []string{"/bin/sh", "-c", `if [ "$DLS_TASK_INDEX" = 0 ]; then end=$(( $(date +%s) + 20 )); while [ $(date +%s) -lt $end ]; do :; done; else sleep 20; fi`}})
 	waitStatus(t, e, j.ID, api.StatusRunning, 2*time.Minute)
 

@@ -35,7 +35,8 @@ export function usagePanel(job) {
     note.textContent = !samples.size ? (unavailable || t(["completed", "failed", "canceled", "timeout", "audit_failed"].includes(job.status) ? "usage.none" : "usage.waiting")) : "";
     clear(body);
     if (!samples.size) return;
-    const tasks = byTask.map((list, i) => ({ i, list: list || [] }));
+    // Every task has its line and legend entry, sampled or not yet.
+    const tasks = Array.from({ length: Math.max(job.spec.nodes || 0, byTask.length) }, (_, i) => ({ i, list: byTask[i] || [] }));
     const label = (i) => t("job.task", { i });
     const series = (f) => tasks.map(({ i, list }) => ({ label: label(i), color: colorOf(i), points: list.map((s) => f(s)).filter(Boolean) }));
     const cpuLimit = Math.max(0, ...[...samples.values()].map((s) => s.cpu_limit || 0));
