@@ -64,7 +64,8 @@ func TestJobMetricsLiveSampling(t *testing.T) {
 	}
 	busy, idle := cpu[0]/float64(n[0]), cpu[1]/float64(n[1])
 	t.Logf("task 0: %.2f cores, task 1: %.2f cores, %d samples", busy, idle, len(m.Samples))
-	if busy < 0.5 || busy > 1.2 {
+	// Near one core on a quiet machine; a loaded one lends it less.
+	if busy < 0.4 || busy > 1.2 {
 		t.Errorf("task 0 burned %.2f cores on average, want near 1", busy)
 	}
 	if idle > 0.05 {
