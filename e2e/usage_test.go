@@ -33,7 +33,7 @@ func writeSamples(t *testing.T, dataDir, job string, n int, start time.Time) {
 			if task == 0 {
 				s.CPU, s.Memory = 0.95+0.05*float64(i%2), int64(300+i)<<20
 			} else {
-				s.CPU, s.Memory = 0.01, 40<<20
+				s.CPU, s.Memory, s.NetRx, s.NetTx = 0.01, 40<<20, int64(i)*9000, int64(i)*2500
 			}
 			if err := st.Add(job, s); err != nil {
 				t.Fatal(err)
@@ -41,6 +41,9 @@ func writeSamples(t *testing.T, dataDir, job string, n int, start time.Time) {
 		}
 	}
 }
+
+// scrollToUsage brings the panel just below the page's sticky header.
+const scrollToUsage = `window.scrollTo(0, document.querySelector('#usage').getBoundingClientRect().top + window.scrollY - 72)`
 
 // The console and the CLI over stored samples, log download and Copy job.
 // (Live sampling of real tasks is TestJobMetricsLiveSampling.)
@@ -136,7 +139,7 @@ func TestConsoleUsagePanelLogDownloadAndCopyJob(t *testing.T) {
 			t.Errorf("%s: href %q", sel, href)
 		}
 	}
-	b.Run("scroll to the panel", chromedp.Evaluate[chromedp.Void](`document.querySelector('#usage').scrollIntoView()`))
+	b.Run("scroll to the panel", chromedp.Evaluate[chromedp.Void](scrollToUsage))
 	b.Screenshot("job-usage.png")
 
 	// Copy job: the form filled from the job, the name suffixed.
@@ -161,7 +164,7 @@ func TestConsoleUsagePanelLogDownloadAndCopyJob(t *testing.T) {
 
 	zh := e.NewBrowser(t, "zh-CN")
 	zh.Run("打开作业", zh.Open("#/jobs/"+j.ID), WaitJS(`!!document.querySelector('#chart-cpu[data-series="2"]')`), WaitText("#usage h2", "资源占用"))
-	zh.Run("滚动到资源占用", chromedp.Evaluate[chromedp.Void](`document.querySelector('#usage').scrollIntoView()`))
+	zh.Run("滚动到资源占用", chromedp.Evaluate[chromedp.Void](scrollToUsage))
 	zh.Screenshot("job-usage-zh.png")
 
 	// Samples are kept across an emulator restart.

@@ -4,7 +4,7 @@
 import { el } from "./util.js";
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 520, H = 170, L = 64, R = 10, T = 10, B = 24;
+const W = 400, H = 150, L = 62, R = 8, T = 8, B = 22;
 
 // The colour of task i's line (a palette that stays apart in print too).
 export const taskColors = ["#1f6feb", "#e8590c", "#2f9e44", "#ae3ec9", "#c92a2a", "#1098ad", "#f08c00", "#5c7cfa", "#d6336c", "#495057"];
