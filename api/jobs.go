@@ -9,9 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-
-	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
 )
 
 // JobBackend is the optional backend capability behind the job routes.
@@ -54,11 +51,16 @@ func (s *Server) registerJobs() {
 			Deleted string `json:"deleted"`
 		}{r.PathValue("id")}, b.DeleteJob(r.Context(), r.PathValue("id"))
 	})
-	// Logs stream as JSON lines, flushed as they come.
+	// Logs stream as JSON lines, flushed as they come; with ?download=1
+	// they come as a file (one task) or a zip archive (all tasks).
 	s.mux.HandleFunc("GET "+Prefix+"/jobs/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
 		id, task, follow, err := logsQuery(r, b)
 		if err != nil {
 			writeError(w, err)
+			return
+		}
+		if d := r.URL.Query().Get("download"); d == "1" || d == "true" {
+			serveLogDownload(w, r, b, id, task)
 			return
 		}
 		w.Header().Set("Content-Type", "application/x-ndjson")
@@ -84,21 +86,7 @@ func (s *Server) registerJobs() {
 			writeError(w, err)
 			return
 		}
-		c, err := websocket.Accept(w, r, nil) // same-origin only, as every write
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		ctx := c.CloseRead(r.Context())
-		err = b.JobLogs(ctx, id, task, follow, func(l LogLine) error {
-			return wsjson.Write(ctx, c, l)
-		})
-		if err != nil && ctx.Err() == nil {
-			wsjson.Write(ctx, c, LogLine{Task: -1, Text: "error: " + err.Error(), Stderr: true})
-			c.Close(websocket.StatusInternalError, "log stream failed")
-			return
-		}
-		c.Close(websocket.StatusNormalClosure, "end of log")
+		s.serveJobSocket(w, r, b, id, task, follow)
 	})
 }
 

@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
+	"github.com/gorilla/websocket"
 )
 
 // jobsBackend serves one job with three log lines.
@@ -54,25 +53,24 @@ func TestJobLogsOverHTTPAndWebsocket(t *testing.T) {
 		t.Error("logs of a missing job")
 	}
 
-	ws, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/api/v1/jobs/job-1/logs/ws?follow=1",
-		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer tok"}}})
+	wsURL := "ws" + strings.TrimPrefix(srv.URL, "http") + "/api/v1/jobs/job-1/logs/ws"
+	ws, _, err := websocket.DefaultDialer.Dial(wsURL+"?follow=1", http.Header{"Authorization": {"Bearer tok"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.CloseNow()
+	defer ws.Close()
 	for i := range 3 {
 		var l LogLine
-		if err := wsjson.Read(context.Background(), ws, &l); err != nil || l.Text != fmt.Sprintf("line %d", i) {
+		if err := ws.ReadJSON(&l); err != nil || l.Text != fmt.Sprintf("line %d", i) {
 			t.Fatalf("ws line %d: %+v %v", i, l, err)
 		}
 	}
-	if _, _, err := ws.Read(context.Background()); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+	if _, _, err := ws.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
 		t.Errorf("end of ws log: %v", err)
 	}
 
 	// A page from another origin may not open the socket.
-	_, resp, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/api/v1/jobs/job-1/logs/ws",
-		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer tok"}, "Origin": {"http://evil.example"}}})
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL, http.Header{"Authorization": {"Bearer tok"}, "Origin": {"http://evil.example"}})
 	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("cross-origin websocket: %v", err)
 	}

@@ -45,7 +45,8 @@ const DefaultPort = 2222
 
 // JobSpec is what a user submits: the console's form.
 type JobSpec struct {
-	Name        string            `json:"name"`
+	Name string `json:"name"`
+	// Description is free text shown in the job list and on its page.
 	Description string            `json:"description,omitempty"`
 	Image       string            `json:"image"`
 	Command     []string          `json:"command"`

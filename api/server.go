@@ -38,6 +38,7 @@ func NewServer(b Backend, token string) *Server {
 	s.registerImages()
 	s.registerAudit()
 	s.registerJobs()
+	s.registerMetrics()
 	s.registerObjects()
 	s.create("POST /login-links", func(*http.Request) (any, error) { return s.NewLoginLink(), nil })
 	s.mux.HandleFunc("POST "+Prefix+LogoutPath, s.logout)

@@ -20,7 +20,8 @@ import (
 
 func newJobCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "job", Short: "Submit, watch and manage training jobs"}
-	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobDescribeCmd(g), newJobLogsCmd(g), newJobStopCmd(g), newJobDeleteCmd(g))
+	cmd.AddCommand(newJobSubmitCmd(g), newJobListCmd(g), newJobDescribeCmd(g), newJobLogsCmd(g), newJobStopCmd(g), newJobDeleteCmd(g),
+		newJobTopCmd(g))
 	return cmd
 }
 
@@ -109,6 +110,7 @@ memory at least 6m, cpus, gpus and timeout not negative.`,
 	f := cmd.Flags()
 	f.StringVarP(&file, "file", "f", "", "read the job from a YAML or JSON file (flags override it)")
 	f.StringVar(&spec.Name, "name", "", "job name")
+	f.StringVar(&spec.Description, "description", "", "free text shown in the job list and on the job's page")
 	f.StringVar(&spec.Image, "image", "", "image in malocal's registry, e.g. eiwizard/my-train:1.0")
 	f.IntVar(&spec.Nodes, "nodes", 1, "number of nodes (containers), 1 to 64")
 	f.StringVar(&spec.AppURL, "app-url", "", "code dir in the object store (s3:// or obs://)")
@@ -165,7 +167,7 @@ func parseJobFile(b []byte) (api.JobSpec, error) {
 	dec := json.NewDecoder(bytes.NewReader(j))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&spec); err != nil {
-		return spec, api.Invalidf("%v (fields: name, image, command, nodes, app_url, data_url, train_url, log_url, env, flavor{cpus,memory,gpus}, timeout, policy, retries, port, keep; see `malocal job submit --help`)", err)
+		return spec, api.Invalidf("%v (fields: name, description, image, command, nodes, app_url, data_url, train_url, log_url, env, flavor{cpus,memory,gpus}, timeout, policy, retries, port, keep; see `malocal job submit --help`)", err)
 	}
 	// Omitted numbers take the defaults the flags have.
 	if _, ok := generic["nodes"]; !ok {
@@ -182,6 +184,9 @@ func mergeSpec(cmd *cobra.Command, dst *api.JobSpec, flags api.JobSpec) {
 	set := cmd.Flags().Changed
 	if set("name") {
 		dst.Name = flags.Name
+	}
+	if set("description") {
+		dst.Description = flags.Description
 	}
 	if set("image") {
 		dst.Image = flags.Image

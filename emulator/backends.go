@@ -47,7 +47,8 @@ func (e *Emulator) jobBackend(ctx context.Context, creds Credentials, st *jobSto
 			AccessKey: creds.AccessKey, SecretKey: creds.SecretKey, Region: creds.Region,
 			DataDir: e.dd.Path, StopGrace: e.cfg.StopGrace, GPUs: gpus,
 			PidsLimit: e.cfg.PidsLimit, DefaultMemory: e.cfg.DefaultMemory,
-			RegistryAuth: jobs.RegistryAuth{Username: creds.RegistryUsername, Password: creds.RegistryPassword}})
+			RegistryAuth: jobs.RegistryAuth{Username: creds.RegistryUsername, Password: creds.RegistryPassword},
+			TaskStarted:  e.svc.sampler.TaskStarted})
 		return b, len(gpus), nil
 	case BackendKubernetes:
 		return e.kubeBackend(ctx, creds, st)

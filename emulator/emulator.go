@@ -93,8 +93,8 @@ func Start(ctx context.Context, cfg Config) (_ *Emulator, err error) {
 	if err != nil {
 		return nil, err
 	}
-	apiSrv := api.NewServer(apiBackend{Emulator: e, ImageBackend: e.svc.reg.APIBackend(), jobsAPI: jobsAPI{e.svc.jobs},
-		auditAPI: e.auditAPI(), objectsAPI: objects}, token)
+	apiSrv := api.NewServer(apiBackend{Emulator: e, ImageBackend: e.svc.reg.APIBackend(), jobsAPI: jobsAPI{e.svc.jobs, e.svc.metrics},
+		auditAPI: e.auditAPI(), objectsAPI: objects, metricsAPI: e.metricsAPI()}, token)
 	revoked, err := openRevokedSessions(dd)
 	if err != nil {
 		return nil, err

@@ -8,12 +8,16 @@ import (
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/jobs"
+	"github.com/malocal/malocal/metrics"
 )
 
 // jobsAPI adapts the job manager to api.JobBackend: it converts between
 // the API's wire types and the core's model, and maps the core's errors
 // to the API's classes, here and nowhere else.
-type jobsAPI struct{ m *jobs.Manager }
+type jobsAPI struct {
+	m       *jobs.Manager
+	metrics *metrics.Store // a job's resource samples, deleted with it
+}
 
 var _ api.JobBackend = jobsAPI{}
 
@@ -55,7 +59,13 @@ func (j jobsAPI) StopJob(ctx context.Context, id string) (*api.Job, error) {
 }
 
 func (j jobsAPI) DeleteJob(ctx context.Context, id string) error {
-	return apiError(j.m.Delete(ctx, id))
+	if err := j.m.Delete(ctx, id); err != nil {
+		return apiError(err)
+	}
+	if j.metrics != nil {
+		return j.metrics.Delete(id)
+	}
+	return nil
 }
 
 func (j jobsAPI) JobLogs(ctx context.Context, id string, task int, follow bool, fn func(api.LogLine) error) error {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/malocal/malocal/api"
 	"github.com/malocal/malocal/audit"
@@ -14,6 +15,7 @@ import (
 	"github.com/malocal/malocal/fakeobs"
 	"github.com/malocal/malocal/fakeobs/obsclient"
 	"github.com/malocal/malocal/jobs"
+	"github.com/malocal/malocal/metrics"
 	"github.com/malocal/malocal/registry"
 )
 
@@ -22,6 +24,8 @@ const (
 	storeFile   = "store.db"
 	jobsDir     = "jobs"
 	auditLogDir = "audit/logs"
+	// metricsDir holds each job's resource samples, one file per job.
+	metricsDir = "metrics"
 )
 
 // services are the parts `malocal up` serves; they are opened after the
@@ -34,6 +38,10 @@ type services struct {
 	auditCache *audit.BoltCache
 	auditor    *audit.RegistryAuditor
 	jobs       *jobs.Manager
+	metrics    *metrics.Store
+	// sampler samples the containers of Docker jobs: the backend calls
+	// its TaskStarted once a task's container runs.
+	sampler    *metrics.DockerSampler
 	gw         *gateways
 	cancelJobs context.CancelFunc
 }
@@ -75,6 +83,12 @@ func (e *Emulator) openServices(ctx context.Context) (err error) {
 	}
 	if s.auditCache, err = audit.OpenBoltCache(e.dd.Sub(audit.VerdictsFile)); err != nil {
 		return fmt.Errorf("opening the audit verdict cache: %w", err)
+	}
+	if s.metrics, err = metrics.Open(e.dd.Sub(metricsDir)); err != nil {
+		return err
+	}
+	if s.sampler, err = metrics.NewDockerSampler(s.metrics, metrics.WithLogger(e.log.With("service", "metrics"))); err != nil {
+		return err
 	}
 	st, err := e.openJobStores(ctx, creds)
 	if err != nil {
@@ -206,6 +220,7 @@ type apiBackend struct {
 	jobsAPI
 	auditAPI
 	objectsAPI
+	metricsAPI
 }
 
 func (e *Emulator) service(name string) *service {
@@ -215,4 +230,38 @@ func (e *Emulator) service(name string) *service {
 		}
 	}
 	panic("emulator: no service " + name)
+}
+
+// metricsAPI serves the jobs' resource samples.
+type metricsAPI struct {
+	st *metrics.Store
+	// unavailable, when set, says why jobs have no samples.
+	unavailable string
+}
+
+var _ api.MetricsBackend = metricsAPI{}
+
+func (m metricsAPI) JobMetrics(ctx context.Context, id string, since time.Time) (*api.JobMetrics, error) {
+	jm, err := m.st.Get(id, since)
+	if err != nil {
+		return nil, err
+	}
+	if len(jm.Samples) == 0 {
+		jm.Unavailable = m.unavailable
+	}
+	return jm, nil
+}
+
+func (m metricsAPI) WatchMetrics(ctx context.Context, id string, fn func(api.MetricSample) error) error {
+	return m.st.Watch(ctx, id, fn)
+}
+
+// metricsAPI is the metrics routes' backend: on Kubernetes, the page says
+// that samples are not taken there.
+func (e *Emulator) metricsAPI() metricsAPI {
+	m := metricsAPI{st: e.svc.metrics}
+	if e.cfg.Backend == BackendKubernetes {
+		m.unavailable = "resource usage is not sampled for jobs on Kubernetes (the Docker backend samples it)"
+	}
+	return m
 }

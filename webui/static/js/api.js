@@ -74,8 +74,9 @@ export function upload(bucket, key, file, onProgress) {
   });
 }
 
-// logSocket opens the live log of one task of a job.
-export function logSocket(jobID, task) {
+// logSocket opens the live log of one task of a job; with metrics, the
+// job's resource samples come on it too (messages with a "metric" field).
+export function logSocket(jobID, task, metrics) {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  return new WebSocket(`${proto}//${location.host}${prefix}/jobs/${encodeURIComponent(jobID)}/logs/ws?task=${task}&follow=1`);
+  return new WebSocket(`${proto}//${location.host}${prefix}/jobs/${encodeURIComponent(jobID)}/logs/ws?task=${task}&follow=1${metrics ? "&metrics=1" : ""}`);
 }

@@ -4,6 +4,7 @@ import { t } from "../i18n.js";
 import { get, post, del, logSocket } from "../api.js";
 import { el, clear, badge, time, duration, notice, poller, confirmDialog } from "../util.js";
 import { auditReport } from "./images.js";
+import { usagePanel, logURL } from "./usage.js";
 
 export function render(main, [id]) {
   const head = el("div", { class: "page-head" });
@@ -12,6 +13,7 @@ export function render(main, [id]) {
   const timeline = el("ol", { class: "timeline", id: "timeline" });
   const tasks = el("tbody", { id: "tasks-body" });
   const logs = el("section", { class: "card", id: "logs", hidden: true });
+  const usageBox = el("div", { id: "usage-box" });
   const status = el("div");
   // Tasks and their logs, what people watch, on the wide side; the
   // job's details and timeline beside them.
@@ -24,12 +26,12 @@ export function render(main, [id]) {
           el("table", { class: "table", id: "tasks-table" },
             el("thead", {}, el("tr", {}, el("th", {}, "#"), el("th", {}, t("job.host")), el("th", {}, t("jobs.col.status")),
               el("th", {}, t("job.exitCode")), el("th", {}, t("jobs.col.duration")))), tasks)),
-        logs),
+        usageBox, logs),
       el("div", {},
         el("section", { class: "card" }, el("h2", {}, t("job.overview")), overview),
         el("section", { class: "card" }, el("h2", {}, t("job.timeline")), timeline))));
 
-  let streams = null, auditShown = false, final = false;
+  let streams = null, usage = null, auditShown = false, final = false;
   const p = poller(async () => {
     if (final) return;
     let j;
@@ -49,18 +51,34 @@ export function render(main, [id]) {
       auditShown = true;
       renderAudit(auditBox, j);
     }
-    if (!streams && j.status !== "audit_failed" && j.status !== "creating" && j.status !== "auditing") streams = openLogs(logs, j);
-    if (final) p.stop();
+    const started = j.status !== "audit_failed" && j.status !== "creating" && j.status !== "auditing";
+    if (!usage && started) {
+      usage = usagePanel(j);
+      usageBox.append(usage.el);
+    }
+    if (usage) usage.update(j);
+    if (!streams && started) streams = openLogs(logs, j, (m) => usage && usage.add(m));
+    if (final) {
+      p.stop();
+      // The last samples, taken after the socket's end, come with this.
+      if (usage) usage.reload();
+    }
   }, 1500);
   return () => {
     p.stop();
     if (streams) streams.close();
+    if (usage) usage.close();
   };
 }
 
 function renderHead(head, j) {
   const final = ["audit_failed", "completed", "failed", "canceled", "timeout"].includes(j.status);
   const actions = el("div", { class: "actions" });
+  // Copy: the create form filled from this job, as the platform's re-create.
+  actions.append(el("a", { class: "button", id: "copy-job", href: `#/jobs/new?copy=${encodeURIComponent(j.id)}` }, "⧉ ", t("job.copy")));
+  if (j.status !== "audit_failed" && j.status !== "creating" && j.status !== "auditing") {
+    actions.append(el("a", { class: "button", id: "download-logs", href: logURL(j.id, -1), download: "" }, "⤓ ", t("job.downloadAll")));
+  }
   if (!final) {
     const stop = el("button", { class: "button danger", id: "stop-job" }, "■ ", t("job.stop"));
     stop.addEventListener("click", async () => {
@@ -88,7 +106,8 @@ function renderHead(head, j) {
     } }, t("job.delete")));
   }
   clear(head).append(
-    el("div", {}, el("h1", {}, j.spec.name, " ", el("span", { id: "job-status" }, badge(j.status))), el("div", { class: "muted mono small" }, j.id)),
+    el("div", {}, el("h1", {}, j.spec.name, " ", el("span", { id: "job-status" }, badge(j.status))), el("div", { class: "muted mono small" }, j.id),
+      j.spec.description ? el("p", { class: "description", id: "job-description" }, j.spec.description) : null),
     actions);
 }
 
@@ -96,6 +115,7 @@ function renderOverview(dl, j) {
   const row = (k, v, cls) => (v === undefined || v === "" || v === null ? [] : [el("dt", {}, t(k)), el("dd", { class: cls }, v)]);
   const exit = j.exit_code !== undefined && j.exit_code !== null ? String(j.exit_code) : "";
   clear(dl).append(
+    ...row("job.description", j.spec.description),
     ...row("job.image", j.spec.image, "mono"),
     ...row("job.command", j.spec.command.join(" "), "mono"),
     ...row("job.nodes", String(j.spec.nodes)),
@@ -152,7 +172,7 @@ async function renderAudit(box, j) {
 }
 
 // openLogs makes a tab per task, each with a live log over a websocket.
-function openLogs(section, j) {
+function openLogs(section, j, onMetric) {
   section.hidden = false;
   const tabs = el("div", { class: "tabs", role: "tablist" });
   const panes = el("div");
@@ -163,7 +183,8 @@ function openLogs(section, j) {
   for (let i = 0; i < j.spec.nodes; i++) {
     const pre = el("pre", { class: "log", id: `log-${i}`, dataset: { task: i } });
     const state = el("div", { class: "log-state muted small", id: `log-state-${i}` }, t("job.logs.empty"));
-    const pane = el("div", { class: "pane", hidden: i !== 0 }, pre, state);
+    const dl = el("a", { class: "button small", id: `download-log-${i}`, href: logURL(j.id, i), download: "" }, "⤓ ", t("job.downloadTask", { i }));
+    const pane = el("div", { class: "pane", hidden: i !== 0 }, pre, el("div", { class: "log-foot" }, state, dl));
     const tab = el("button", { class: `tab ${i === 0 ? "active" : ""}`, role: "tab", id: `tab-${i}` }, t("job.task", { i }));
     tab.addEventListener("click", () => {
       for (const b of tabs.children) b.classList.remove("active");
@@ -178,21 +199,26 @@ function openLogs(section, j) {
     });
     tabs.append(tab);
     panes.append(pane);
-    streams.push(streamTask(j.id, i, pre, state, follow));
+    // Task 0's socket also carries the job's resource samples.
+    streams.push(streamTask(j.id, i, pre, state, follow, i === 0 ? onMetric : null));
   }
   return { close: () => streams.forEach((s) => s.close()) };
 }
 
 // streamTask follows one task's log. After a lost connection it asks
 // again; the server sends the whole log, so lines already shown are skipped.
-function streamTask(jobID, task, pre, state, follow) {
+function streamTask(jobID, task, pre, state, follow, onMetric) {
   let shown = 0, closed = false, ws = null, delay = 500, timer = null;
   const connect = () => {
     let received = 0;
-    ws = logSocket(jobID, task);
+    ws = logSocket(jobID, task, !!onMetric);
     ws.onopen = () => (delay = 500);
     ws.onmessage = (ev) => {
       const l = JSON.parse(ev.data);
+      if (l.metric) {
+        onMetric(l.metric);
+        return;
+      }
       if (l.task < 0) {
         state.textContent = l.text;
         state.classList.add("field-error");

@@ -28,7 +28,8 @@ export function render(main) {
       for (const j of jobs) {
         const end = j.finished ? Date.parse(j.finished) : Date.now();
         body.append(el("tr", { dataset: { job: j.id } },
-          el("td", {}, el("a", { href: `#/jobs/${encodeURIComponent(j.id)}`, class: "strong" }, j.spec.name), el("div", { class: "muted mono small" }, j.id)),
+          el("td", {}, el("a", { href: `#/jobs/${encodeURIComponent(j.id)}`, class: "strong" }, j.spec.name), el("div", { class: "muted mono small" }, j.id),
+            j.spec.description ? el("div", { class: "small description" }, j.spec.description) : null),
           el("td", {}, badge(j.status), j.queue_position ? el("span", { class: "muted small" }, " ", t("jobs.queue", { n: j.queue_position })) : null),
           el("td", {}, String(j.spec.nodes)),
           el("td", { class: "mono small" }, j.spec.image),
@@ -106,12 +107,15 @@ function objectInput(id, placeholder) {
   return [input, el("div", { class: "input-row" }, input, pick)];
 }
 
-export function renderCreate(main) {
+export function renderCreate(main, _params, query) {
   const [appInput, appRow] = objectInput("app_url", "s3://bucket/new/");
   const [dataInput, dataRow] = objectInput("data_url", "s3://bucket/new/data/");
   const [trainInput, trainRow] = objectInput("train_url", "s3://bucket/new/output/");
   const [logInput, logRow] = objectInput("log_url", "s3://bucket/new/logs/");
   const name = el("input", { id: "f-name", name: "name", placeholder: "mnist-train", autocomplete: "off" });
+  const description = el("textarea", { id: "f-description", name: "description", rows: 2, maxlength: 512 });
+  // Fields of a copied job that the form does not show, kept as they were.
+  let carried = {};
   const image = el("select", { id: "f-image", name: "image" }, el("option", { value: "" }, t("form.image.choose")));
   const imageNote = el("div", { class: "image-verdict", id: "image-verdict" });
   const command = el("textarea", { id: "f-command", name: "command", rows: 2, class: "mono" }, commandTemplate("new"));
@@ -134,6 +138,7 @@ export function renderCreate(main) {
   const form = el("form", { class: "card form", id: "job-form", novalidate: true },
     el("h2", {}, t("form.section.basic")),
     field("name", t("form.name"), name, t("form.name.help"), true),
+    field("description", t("form.description"), description, t("form.description.help")),
     el("h2", {}, t("form.section.algorithm")),
     field("image", t("form.image"), el("div", {}, image, imageNote), t("form.image.help"), true),
     field("app_url", t("form.appUrl"), appRow, t("form.appUrl.help"), true),
@@ -153,12 +158,13 @@ export function renderCreate(main) {
 
   main.append(
     el("div", { class: "page-head" }, el("div", {}, el("a", { href: "#/jobs", class: "muted" }, "← ", t("job.back")), el("h1", {}, t("form.title")))),
+    query && query.get("copy") ? el("div", { class: "notice info", id: "copy-note" }, t("form.copyOf", { id: query.get("copy") })) : null,
     el("p", { class: "muted" }, t("form.intro")),
     banner, form);
 
   // Images, with their audit verdicts, from the registry.
   const verdicts = {};
-  get("/images").then(async (imgs) => {
+  const imagesLoaded = get("/images").then(async (imgs) => {
     const tagged = imgs.filter((i) => i.tag);
     if (tagged.length === 0) imageNote.append(el("span", { class: "muted" }, t("form.image.none")));
     for (const i of tagged) {
@@ -192,14 +198,49 @@ export function renderCreate(main) {
   form.addEventListener("input", clearField);
   form.addEventListener("change", clearField);
 
+  // Copy: fill the form from an earlier job, its name suffixed.
+  if (query && query.get("copy")) {
+    get(`/jobs/${encodeURIComponent(query.get("copy"))}`).then(async (j) => {
+      const sp = j.spec;
+      name.value = `${sp.name.slice(0, 59)}-copy`;
+      description.value = sp.description || "";
+      command.value = joinCommand(sp.command || []);
+      commandEdited = true;
+      appInput.value = sp.app_url || "";
+      dataInput.value = sp.data_url || "";
+      trainInput.value = sp.train_url || "";
+      logInput.value = sp.log_url || "";
+      nodes.value = sp.nodes;
+      policy.value = sp.policy || "all";
+      timeout.value = sp.timeout && sp.timeout !== "0s" ? sp.timeout : "";
+      env.value = Object.entries(sp.env || {}).map(([k, v]) => `${k}=${v}`).join("\n");
+      const fl = sp.flavor || {};
+      const gib = (fl.memory || 0) / (1 << 30);
+      const k = flavors.findIndex((f) => (f.cpus || 0) === (fl.cpus || 0) && f.mem === gib && (f.gpus || 0) === (fl.gpus || 0));
+      if (k >= 0) flavor.value = String(k);
+      else {
+        carried.flavor = { cpus: fl.cpus || undefined, memory: fl.memory || undefined, gpus: fl.gpus || undefined };
+        flavor.append(el("option", { value: "copied" }, t("form.flavor.copied", { cpus: fl.cpus || "–", mem: gib ? `${+gib.toFixed(2)}g` : "–", gpus: fl.gpus || 0 })));
+        flavor.value = "copied";
+      }
+      carried.rest = { retries: sp.retries || undefined, port: sp.port || undefined, keep: sp.keep || undefined };
+      await imagesLoaded;
+      if (![...image.options].some((o) => o.value === sp.image)) image.append(el("option", { value: sp.image }, sp.image));
+      image.value = sp.image;
+      showVerdict();
+    }).catch((e) => banner.append(notice("error", e.message)));
+  }
+
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     for (const e of form.querySelectorAll(".field-error")) e.textContent = "";
     for (const e of form.querySelectorAll(".field.invalid")) e.classList.remove("invalid");
     clear(banner);
-    const f = flavors[Number(flavor.value)];
+    const f = flavor.value === "copied" ? carried.flavor : flavors[Number(flavor.value)];
     const spec = {
+      ...carried.rest,
       name: name.value.trim(),
+      description: description.value.trim() || undefined,
       image: image.value,
       command: splitCommand(command.value.trim()),
       nodes: Number(nodes.value) || 0,
@@ -207,7 +248,7 @@ export function renderCreate(main) {
       data_url: dataInput.value.trim() || undefined,
       train_url: trainInput.value.trim() || undefined,
       log_url: logInput.value.trim() || undefined,
-      flavor: f.cpus ? { cpus: f.cpus, memory: `${f.mem}g`, gpus: f.gpus || undefined } : {},
+      flavor: flavor.value === "copied" ? f : f.cpus ? { cpus: f.cpus, memory: `${f.mem}g`, gpus: f.gpus || undefined } : {},
       policy: policy.value,
       timeout: timeout.value.trim() || undefined,
     };
@@ -233,8 +274,14 @@ export function renderCreate(main) {
   });
 }
 
+// joinCommand writes a command's words back as one line that
+// splitCommand reads back the same: words with spaces or quotes are quoted.
+export function joinCommand(words) {
+  return words.map((w) => (w !== "" && /^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'"'"'`)}'`)).join(" ");
+}
+
 // The API names the field first: "nodes: must be between 1 and 64".
-const fieldOf = { name: "name", image: "image", command: "command", nodes: "nodes", app_url: "app_url", data_url: "data_url",
+const fieldOf = { name: "name", description: "description", image: "image", command: "command", nodes: "nodes", app_url: "app_url", data_url: "data_url",
   train_url: "train_url", log_url: "log_url", env: "env", flavor: "flavor", "flavor.memory": "flavor", timeout: "timeout", policy: "policy" };
 
 function showFieldError(form, banner, e) {
