@@ -63,7 +63,7 @@ Needs Docker, mmdebstrap (or --from) and Debian's dataset-fashion-mnist
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.From, "from", samples.DefaultFrom, "source of the base when it is missing: debian:SUITE (mmdebstrap), docker:REF, or an image / root filesystem tarball (see malocal base build)")
-	f.StringSliceVar(&o.Include, "include", samples.BaseInclude, "Debian packages added to a debian:SUITE base (python3 is always there)")
+	f.StringSliceVar(&o.Include, "include", samples.BaseInclude, "Debian packages added to a debian:SUITE base (python3 and python-is-python3 are always there)")
 	f.StringVar(&o.Base, "base", baseimage.DefaultCPUName+":"+baseimage.DefaultTag, "the official base the sample image is built on")
 	f.StringVar(&o.Data, "data", samples.FashionMNIST, "directory with the MNIST idx files (plain or .gz)")
 	f.StringVar(&o.Bucket, "bucket", samples.DefaultBucket, "bucket for code, data, outputs and logs")

@@ -43,7 +43,7 @@ const (
 )
 
 // BaseInclude is the package list the demo's base is built with when it
-// builds one from debian:SUITE (python3 is always added): pip3 as the
+// builds one from debian:SUITE (python3 and python-is-python3 are always added): pip3 as the
 // platform's bases have it, numpy for the samples.
 var BaseInclude = []string{"python3-pip", "python3-numpy"}
 
