@@ -35,7 +35,8 @@ type InstallOptions struct {
 	DataDir  string            // the four idx files; default FashionMNIST
 	Registry string            // host:port of the registry
 	Base     string            // the official base, name:tag; default eiwizard/custom-cpu-base:1.0
-	Image    string            // the sample image, repo:tag; default DefaultImage
+	Image    string            // the sample image, repo:tag; default DefaultImage (DefaultTorchImage for pytorch)
+	Engine   string            // EngineNumpy (default) or EnginePyTorch: which image is built
 	Progress io.Writer         // progress lines; nil: none
 }
 
@@ -60,8 +61,14 @@ func (o *InstallOptions) defaults() {
 	if o.Base == "" {
 		o.Base = baseimage.DefaultCPUName + ":" + baseimage.DefaultTag
 	}
+	if o.Engine == "" {
+		o.Engine = EngineNumpy
+	}
 	if o.Image == "" {
 		o.Image = DefaultImage
+		if o.Engine == EnginePyTorch {
+			o.Image = DefaultTorchImage
+		}
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -86,6 +93,9 @@ func Install(ctx context.Context, o InstallOptions) (InstallResult, error) {
 	if o.S3 == nil || o.Registry == "" {
 		return InstallResult{}, errors.New("samples: install needs the object store and the registry")
 	}
+	if err := CheckEngine(o.Engine); err != nil {
+		return InstallResult{}, err
+	}
 	if missing := CheckData(o.DataDir); len(missing) > 0 {
 		return InstallResult{}, DataHint(o.DataDir, missing)
 	}
@@ -102,7 +112,12 @@ func Install(ctx context.Context, o InstallOptions) (InstallResult, error) {
 	if res.DataUploaded, err = uploadData(ctx, o.S3, o.Bucket, o.DataDir, o.Progress); err != nil {
 		return res, err
 	}
-	digest, err := BuildImage(ctx, o.Registry, o.Base, o.Image, o.Progress)
+	var digest string
+	if o.Engine == EnginePyTorch {
+		digest, err = BuildTorchImage(ctx, o.Registry, o.Base, o.Image, nil, o.Progress)
+	} else {
+		digest, err = BuildImage(ctx, o.Registry, o.Base, o.Image, o.Progress)
+	}
 	if err != nil {
 		return res, err
 	}

@@ -40,6 +40,7 @@ const (
 const (
 	Softmax = "mnist_softmax.py"
 	Replica = "mnist_replica_kill.py"
+	DDP     = "mnist_ddp.py" // PyTorch DistributedDataParallel
 )
 
 // BaseInclude is the package list the demo's base is built with when it
@@ -58,7 +59,7 @@ var IdxFiles = []string{
 //
 //	bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/SCRIPT --data_url /home/work/user-job-dir/new/mnist_data
 //
-// with args appended (e.g. --train_url s3://…/out/mnist_softmax/).
+// with args appended (none in the guide; e.g. --sync_replicas).
 func RunCommand(script string, args ...string) []string {
 	cmd := []string{"bash", "-x", RunTrain, "python", JobCodeDir + "/mnist/" + script, "--data_url", JobCodeDir + "/mnist_data"}
 	return append(cmd, args...)
