@@ -116,6 +116,7 @@ def parse_args(argv):
     p.add_argument("--epochs", type=int, default=1, help="passes over the training set")
     p.add_argument("--batch_size", type=int, default=32, help="batch size of each task")
     p.add_argument("--learning_rate", type=float, default=0.002, help="Adam learning rate")
+    p.add_argument("--max_steps", type=int, default=0, help="stop after this many steps of each task (0: the epochs decide)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of each task (default: $OMP_NUM_THREADS, else torch's)")
     p.add_argument("--timeout", type=int, default=300, help="seconds to wait for every task at the rendezvous")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial model and the data order")
@@ -181,6 +182,8 @@ def main(argv):
         sampler.set_epoch(epoch)
         ddp.train()
         for x, y in loader:
+            if args.max_steps and step >= args.max_steps:
+                break
             x, y = x.to(device), y.to(device)
             opt.zero_grad()
             loss = loss_fn(ddp(x), y)
