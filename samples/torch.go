@@ -131,7 +131,7 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 	}
 	fmt.Fprintf(progress, "installing %s in a container of the base (apt-get, no network)\n", strings.Join(packages, ", "))
 	script := "set -e; export DEBIAN_FRONTEND=noninteractive; " +
-		"apt-get install -y --no-install-recommends --no-download -o Dpkg::Use-Pty=0 /debs/*.deb; " +
+		"rm -rf /var/lib/apt/lists/*; apt-get install -y --no-install-recommends --no-download -o Dpkg::Use-Pty=0 /debs/*.deb; " +
 		"apt-get clean; rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache"
 	if err := dockerRun(ctx, progress, docker, "run", "--name", cname, "--network", "none", "--user", "root",
 		"--entrypoint", "/bin/sh", "-v", debs+":/debs:ro", loaded, "-c", script); err != nil {
