@@ -47,7 +47,7 @@ var ErrNoDocker = errors.New("the docker command is not installed: the PyTorch i
 //     downloaded on this host with apt-get, against the base's own dpkg
 //     status (the host's apt sources; nothing else is reached);
 //  2. the base is loaded into the Docker engine and a container of it, with
-//     no network, installs them with apt-get as root;
+//     no network, installs them with dpkg as root;
 //  3. the container is committed, and its one new layer is appended to the
 //     base from the registry (so the base's layers stay an exact prefix, as
 //     the audit wants) and pushed.
@@ -129,10 +129,10 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 	if err := dockerLoad(ctx, docker, loaded, bimg); err != nil {
 		return "", err
 	}
-	fmt.Fprintf(progress, "installing %s in a container of the base (apt-get, no network)\n", strings.Join(packages, ", "))
+	fmt.Fprintf(progress, "installing %s in a container of the base (dpkg, no network)\n", strings.Join(packages, ", "))
 	script := "set -e; export DEBIAN_FRONTEND=noninteractive; " +
-		"rm -rf /var/lib/apt/lists/*; apt-get install -y --no-install-recommends --no-download -o Dpkg::Use-Pty=0 /debs/*.deb; " +
-		"apt-get clean; rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache"
+		"dpkg -i /debs/*.deb; " +
+		"rm -rf /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache"
 	if err := dockerRun(ctx, progress, docker, "run", "--name", cname, "--network", "none", "--user", "root",
 		"--entrypoint", "/bin/sh", "-v", debs+":/debs:ro", loaded, "-c", script); err != nil {
 		return "", fmt.Errorf("installing %s in the base: %w", strings.Join(packages, ", "), err)
