@@ -11,6 +11,8 @@ only="${1:-all}"
 #   skopeo  copies images to and from the registry
 #   mmdebstrap  builds an official base offline from Debian packages
 #   python3-numpy dataset-fashion-mnist  the mnist samples and their data
+#   python3-torch  mnist_ddp.py's unit tests and its benchmark's peer
+#     (torchrun on the host)
 #   chromium fonts-wqy-microhei  the browser the console's tests drive
 #     (headless, chromedp), and a font for the Chinese pages
 #   etcd-server containerd containernetworking-plugins conntrack openssl
@@ -18,7 +20,7 @@ only="${1:-all}"
 pkgs=(
   ca-certificates git make bash python3 busybox-static
   awscli s3cmd rclone python3-boto3 skopeo mmdebstrap
-  python3-numpy dataset-fashion-mnist
+  python3-numpy dataset-fashion-mnist python3-torch
   chromium fonts-wqy-microhei
   etcd-server containerd containernetworking-plugins conntrack openssl iproute2 iptables
 )

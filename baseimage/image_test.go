@@ -348,3 +348,29 @@ func TestInspectBaseAppliesWhiteouts(t *testing.T) {
 		}
 	}
 }
+
+// The guide's run commands say `python`: a base whose source has python3
+// alone gets usr/bin/python → python3; one with its own `python` (Debian's
+// python-is-python3) keeps it.
+func TestAssembleLinksPython(t *testing.T) {
+	img := assemble(t, writeRootfs(t, baseEntries(), false))
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdrs, _, _ := layerEntries(t, layers[len(layers)-1])
+	h, ok := hdrs["usr/bin/python"]
+	if !ok || h.Typeflag != tar.TypeSymlink || h.Linkname != "python3" {
+		t.Fatalf("toolkit layer's usr/bin/python: %+v, want a link to python3", h)
+	}
+
+	withPython := append(baseEntries(), entry{name: "./usr/bin/python", typ: tar.TypeSymlink, mode: 0o777, link: "python3"})
+	img = assemble(t, writeRootfs(t, withPython, false))
+	if layers, err = img.Layers(); err != nil {
+		t.Fatal(err)
+	}
+	hdrs, _, _ = layerEntries(t, layers[len(layers)-1])
+	if _, ok := hdrs["usr/bin/python"]; ok {
+		t.Error("the toolkit layer rewrote the base's own usr/bin/python")
+	}
+}

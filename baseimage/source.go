@@ -43,7 +43,7 @@ var (
 const sourceHelp = "docker:REF, debian:SUITE, oci:PATH, image:TAR, rootfs:TAR or a path"
 
 // Open reads the source image named by from. include lists Debian packages
-// for debian:SUITE (python3 is always added). Progress, when not nil,
+// for debian:SUITE (python3 and python-is-python3 are always added). Progress, when not nil,
 // receives what the slow steps print. The caller must call cleanup (never
 // nil when err is nil) once it no longer reads the image.
 func Open(ctx context.Context, from string, include []string, progress io.Writer) (img v1.Image, cleanup func(), err error) {
@@ -463,10 +463,11 @@ func Mmdebstrap(ctx context.Context, suite string, include []string, out string,
 }
 
 // IncludeList is the package list given to mmdebstrap: include split on
-// commas and spaces, with python3 added, sorted and deduplicated.
+// commas and spaces, with python3 and python-is-python3 (the `python`
+// command of the platform's run commands) added, sorted and deduplicated.
 func IncludeList(include []string) []string {
-	seen := map[string]bool{"python3": true}
-	out := []string{"python3"}
+	seen := map[string]bool{"python3": true, "python-is-python3": true}
+	out := []string{"python-is-python3", "python3"}
 	for _, s := range include {
 		for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
 			if !seen[p] {

@@ -133,7 +133,7 @@ func TestOpenErrors(t *testing.T) {
 
 func TestIncludeList(t *testing.T) {
 	got := IncludeList([]string{"python3-pip,python3-numpy", "curl python3"})
-	want := []string{"curl", "python3", "python3-numpy", "python3-pip"}
+	want := []string{"curl", "python-is-python3", "python3", "python3-numpy", "python3-pip"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("IncludeList = %v, want %v", got, want)
 	}

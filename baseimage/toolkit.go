@@ -109,7 +109,14 @@ type baseFS struct {
 }
 
 var interesting = []string{"etc/passwd", "etc/group", "etc/shadow", "home", "cache",
-	"bin/bash", "usr/bin/bash", "usr/bin/python3", "usr/local/bin/python3", "bin/python3"}
+	"bin/bash", "usr/bin/bash", "usr/bin/python3", "usr/local/bin/python3", "bin/python3",
+	"usr/bin/python", "usr/local/bin/python", "bin/python"}
+
+// hasPythonCommand says whether the base has a `python` command (Debian's
+// python-is-python3, or a python image's own).
+func (b *baseFS) hasPythonCommand() bool {
+	return b.exists["usr/bin/python"] || b.exists["usr/local/bin/python"] || b.exists["bin/python"]
+}
 
 // inspectBase reads the base's layers from the top down, headers only
 // except for the few /etc files it keeps, and applies whiteouts and opaque
@@ -371,6 +378,13 @@ func toolkitTar(b *baseFS) ([]byte, error) {
 	}
 	if err := dir("home/work/user-job-dir", 0o755, WorkUID, WorkGID); err != nil {
 		return nil, err
+	}
+	// The platform's run commands say `python`: a base without that command
+	// (a source without Debian's python-is-python3) gets the same link.
+	if !b.hasPythonCommand() && b.exists["usr/bin/python3"] {
+		if err := write(&tar.Header{Typeflag: tar.TypeSymlink, Name: "usr/bin/python", Linkname: "python3", Mode: 0o777}, nil); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err

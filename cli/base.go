@@ -123,7 +123,7 @@ SOURCE is one of:
 	f.StringVar(&o.Name, "name", baseimage.DefaultCPUName, "repository name of the base")
 	f.StringVar(&o.Tag, "tag", baseimage.DefaultTag, "tag of the base")
 	f.StringVar(&o.From, "from", "", "source: docker:REF, debian:SUITE, or a tarball / OCI layout path")
-	f.StringSliceVar(&o.Include, "include", nil, "Debian packages to add for a debian:SUITE source (python3 is always added)")
+	f.StringSliceVar(&o.Include, "include", nil, "Debian packages to add for a debian:SUITE source (python3 and python-is-python3 are always added)")
 	f.BoolVar(&o.GPU, "gpu", false, "a GPU base: jobs on images built from it default to GPU flavors")
 	f.StringSliceVar(&o.Supersedes, "supersedes", nil, "other NAME:TAG bases this build replaces")
 	f.StringVar(&registry, "registry", "", "registry HOST:PORT to push to (default: the running emulator's)")

@@ -24,16 +24,23 @@ func newDemoCmd(g *globals) *cobra.Command {
     python3-pip and python3-numpy), or from --from;
  3. upload the samples and the data (malocal samples install) and build the
     sample image on the base;
- 4. submit mnist_softmax.py (1 node) and mnist_replica_kill.py (parameter
-    servers and workers) with the guide's run commands, wait with progress,
-    and print each job's status, test accuracy, time, outputs and logs.
+ 4. submit mnist_softmax.py (1 node) and mnist_replica_kill.py (4 nodes: 2
+    parameter servers, 2 workers) with the guide's exact run commands, wait
+    with progress, and print each job's status, test accuracy, time,
+    outputs and logs.
+
+With --engine pytorch it builds an image with Debian's python3-torch on the
+base instead (the guide's way: a container of the base installs it, and is
+committed) and runs mnist_ddp.py, PyTorch DistributedDataParallel over the
+job's BATCH_CUSTOM0_HOSTS, on 2 nodes.
 
 Running it again reuses the emulator, the base, the data and the image.
 Needs Docker, mmdebstrap (or --from) and Debian's dataset-fashion-mnist
 (or --data with MNIST's idx files).`,
 		Example: `  malocal demo
   malocal demo --from docker:my-python-numpy:latest
-  malocal demo --replica-nodes 6 --replica-arg=--sync_replicas`,
+  malocal demo --replica-nodes 6 --replica-arg=--sync_replicas
+  malocal demo --engine pytorch`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -42,6 +49,12 @@ Needs Docker, mmdebstrap (or --from) and Debian's dataset-fashion-mnist
 			}
 			if o.Bin, err = os.Executable(); err != nil {
 				return err
+			}
+			if err := samples.CheckEngine(o.Engine); err != nil {
+				return err
+			}
+			if o.DDPNodes < 1 {
+				return fmt.Errorf("--ddp-nodes %d: want at least 1", o.DDPNodes)
 			}
 			if o.ReplicaNodes < 2 {
 				return fmt.Errorf("--replica-nodes %d: mnist_replica_kill.py needs at least 2 (parameter servers and workers)", o.ReplicaNodes)
@@ -63,13 +76,15 @@ Needs Docker, mmdebstrap (or --from) and Debian's dataset-fashion-mnist
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.From, "from", samples.DefaultFrom, "source of the base when it is missing: debian:SUITE (mmdebstrap), docker:REF, or an image / root filesystem tarball (see malocal base build)")
-	f.StringSliceVar(&o.Include, "include", samples.BaseInclude, "Debian packages added to a debian:SUITE base (python3 is always there)")
+	f.StringSliceVar(&o.Include, "include", samples.BaseInclude, "Debian packages added to a debian:SUITE base (python3 and python-is-python3 are always there)")
 	f.StringVar(&o.Base, "base", baseimage.DefaultCPUName+":"+baseimage.DefaultTag, "the official base the sample image is built on")
 	f.StringVar(&o.Data, "data", samples.FashionMNIST, "directory with the MNIST idx files (plain or .gz)")
 	f.StringVar(&o.Bucket, "bucket", samples.DefaultBucket, "bucket for code, data, outputs and logs")
-	f.StringVar(&o.Image, "image", samples.DefaultImage, "name:tag of the sample image")
+	f.StringVar(&o.Image, "image", "", "name:tag of the sample image (default "+samples.DefaultImage+", "+samples.DefaultTorchImage+" with --engine pytorch)")
 	f.IntVar(&o.ReplicaNodes, "replica-nodes", samples.DefaultReplicaNodes, "nodes of mnist_replica_kill.py: the first half parameter servers, the rest workers")
 	f.StringArrayVar(&o.ReplicaArgs, "replica-arg", nil, "flag added to mnist_replica_kill.py's command (repeatable), e.g. --replica-arg=--sync_replicas (advised with more than one worker)")
+	f.StringVar(&o.Engine, "engine", samples.EngineNumpy, "numpy: the guide's two examples; pytorch: mnist_ddp.py (PyTorch DistributedDataParallel) on an image with Debian's python3-torch")
+	f.IntVar(&o.DDPNodes, "ddp-nodes", samples.DefaultDDPNodes, "nodes of mnist_ddp.py with --engine pytorch")
 	f.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "how long to wait for the jobs")
 	f.StringArrayVar(&o.UpArgs, "up-flag", nil, "flag for the emulator (malocal up) the demo starts when none runs (repeatable), e.g. --up-flag=--api-addr=127.0.0.1:0")
 	return cmd

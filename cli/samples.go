@@ -51,11 +51,18 @@ object store, in the guide's layout:
 
 then build the sample image (the official base plus /usr/local/bin/python)
 and push it to the registry. Offline; files already in place are kept.
+
+With --engine pytorch the image is the base plus Debian's python3-torch,
+made the guide's way: the packages the base lacks are downloaded with the
+host's apt-get, a container of the base installs them (no network), and
+the container is committed and pushed (docker needed). It runs
+mnist/mnist_ddp.py, PyTorch DistributedDataParallel on N nodes.
 The base must exist: malocal base build --from debian:bookworm --include python3-pip,python3-numpy`,
 		Example: `  malocal samples install
   malocal job submit --name mnist --image demo/mnist:1.0 --app-url s3://malocal-demo/new/ \
     -- bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/mnist_softmax.py \
-       --data_url /home/work/user-job-dir/new/mnist_data`,
+       --data_url /home/work/user-job-dir/new/mnist_data
+  malocal samples install --engine pytorch`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s3, err := g.obsClient(cmd, &obsFlags{noProgress: true})
@@ -85,6 +92,7 @@ The base must exist: malocal base build --from debian:bookworm --include python3
 	f.StringVar(&o.Bucket, "bucket", samples.DefaultBucket, "bucket to install into (created when missing)")
 	f.StringVar(&o.DataDir, "data", samples.FashionMNIST, "directory with the MNIST idx files (plain or .gz)")
 	f.StringVar(&o.Base, "base", baseimage.DefaultCPUName+":"+baseimage.DefaultTag, "the official base the sample image is built on")
-	f.StringVar(&o.Image, "image", samples.DefaultImage, "name:tag of the sample image")
+	f.StringVar(&o.Image, "image", "", "name:tag of the sample image (default "+samples.DefaultImage+", "+samples.DefaultTorchImage+" with --engine pytorch)")
+	f.StringVar(&o.Engine, "engine", samples.EngineNumpy, "numpy: the image for the guide's examples; pytorch: an image with Debian's python3-torch for mnist_ddp.py")
 	return cmd
 }

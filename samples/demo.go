@@ -22,42 +22,62 @@ import (
 	"github.com/malocal/malocal/fakeobs/obsclient"
 )
 
-// DefaultReplicaNodes is the demo's node count for mnist_replica_kill.py:
-// one parameter server and one worker.
-const DefaultReplicaNodes = 2
+// DefaultReplicaNodes is the demo's node count for mnist_replica_kill.py,
+// the guide's: the first two containers are parameter servers, the last
+// two workers.
+const DefaultReplicaNodes = 4
+
+// DefaultDDPNodes is the demo's node count for the PyTorch example.
+const DefaultDDPNodes = 2
 
 // DefaultFrom is the base source the demo builds from when the base is
 // missing.
 const DefaultFrom = "debian:bookworm"
 
-// ReplicaSteps is the number of global steps the demo gives
-// mnist_replica_kill.py. Its own default, 200, is the original's, tuned
-// for MNIST; on Fashion-MNIST one asynchronous worker reaches about 82% at
-// 200 steps and 85% at 600. With several asynchronous workers Adam at
-// learning rate 0.01 suffers from stale gradients (about 77% with three
-// workers at 600 steps): run those with --sync_replicas.
-const ReplicaSteps = 600
+// Engines the demo and install know.
+const (
+	EngineNumpy   = "numpy"   // the guide's two examples, numpy ports
+	EnginePyTorch = "pytorch" // mnist_ddp.py on Debian's python3-torch
+)
+
+// CheckEngine says whether engine is one the samples know.
+func CheckEngine(engine string) error {
+	switch engine {
+	case "", EngineNumpy, EnginePyTorch:
+		return nil
+	}
+	return fmt.Errorf("engine %q: want %s (the guide's examples) or %s (mnist_ddp.py with PyTorch)", engine, EngineNumpy, EnginePyTorch)
+}
 
 // Example is one of the guide's examples as the demo submits it.
 type Example struct {
 	Name   string   // job name, e.g. mnist-softmax
-	Script string   // Softmax or Replica
+	Script string   // Softmax, Replica or DDP
 	Nodes  int      // containers
-	Args   []string // appended to the run command after --data_url and --train_url
+	Args   []string // appended to the guide's run command (none by default)
 }
 
-// Examples are the demo's two jobs: replicaNodes ≤ 0 means
+// Examples are the demo's two jobs, run with the guide's exact commands
+// (their outputs go to the job's DLS_TRAIN_URL): replicaNodes ≤ 0 means
 // DefaultReplicaNodes; replicaArgs are added to the replica's command
-// (after --train_steps ReplicaSteps, so that they can change it).
+// (e.g. --sync_replicas).
 func Examples(replicaNodes int, replicaArgs ...string) []Example {
 	if replicaNodes <= 0 {
 		replicaNodes = DefaultReplicaNodes
 	}
-	args := append([]string{"--train_steps", strconv.Itoa(ReplicaSteps)}, replicaArgs...)
 	return []Example{
 		{Name: "mnist-softmax", Script: Softmax, Nodes: 1},
-		{Name: "mnist-replica", Script: Replica, Nodes: replicaNodes, Args: args},
+		{Name: "mnist-replica", Script: Replica, Nodes: replicaNodes, Args: replicaArgs},
 	}
+}
+
+// DDPExample is the PyTorch example on nodes containers (≤ 0:
+// DefaultDDPNodes), args added to its command.
+func DDPExample(nodes int, args ...string) Example {
+	if nodes <= 0 {
+		nodes = DefaultDDPNodes
+	}
+	return Example{Name: "mnist-ddp", Script: DDP, Nodes: nodes, Args: args}
 }
 
 // OutputURL is where an example's job saves model.npz and metrics.json.
@@ -65,8 +85,9 @@ func OutputURL(bucket string, ex Example) string {
 	return "s3://" + bucket + "/" + OutputPrefix + strings.TrimSuffix(ex.Script, ".py") + "/"
 }
 
-// Spec is the job of an example: the guide's run command with
-// --train_url, the code dir s3://bucket/new/, the data and output dirs.
+// Spec is the job of an example: the guide's run command (plus ex.Args),
+// the code dir s3://bucket/new/, the data and output dirs; the script
+// finds its output dir in DLS_TRAIN_URL.
 func Spec(bucket, image string, ex Example) api.JobSpec {
 	out := OutputURL(bucket, ex)
 	return api.JobSpec{
@@ -77,7 +98,7 @@ func Spec(bucket, image string, ex Example) api.JobSpec {
 		DataURL:  "s3://" + bucket + "/" + DataPrefix,
 		TrainURL: out,
 		LogURL:   "s3://" + bucket + "/" + LogPrefix + strings.TrimSuffix(ex.Script, ".py") + "/",
-		Command:  RunCommand(ex.Script, append([]string{"--train_url", out}, ex.Args...)...),
+		Command:  RunCommand(ex.Script, ex.Args...),
 		Policy:   api.PolicyAll,
 	}
 }
@@ -413,7 +434,11 @@ func (p *printer) printf(format string, args ...any) {
 // WriteSummary prints the demo's summary for people.
 func (s *Summary) WriteSummary(w io.Writer) {
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "malocal demo: the guide's two mnist examples")
+	title := "the guide's two mnist examples"
+	if len(s.Jobs) == 1 && s.Jobs[0].Script == DDP {
+		title = "mnist with PyTorch DistributedDataParallel"
+	}
+	fmt.Fprintln(w, "malocal demo: "+title)
 	for _, r := range s.Jobs {
 		acc := "-"
 		if r.Accuracy >= 0 {
@@ -480,8 +505,13 @@ type DemoOptions struct {
 	// flags added to its command (e.g. --sync_replicas).
 	ReplicaNodes int
 	ReplicaArgs  []string
-	Timeout      time.Duration // for the jobs; 0: none
-	Progress     io.Writer
+	// Engine is EngineNumpy (the guide's two examples, the default) or
+	// EnginePyTorch (mnist_ddp.py on DDPNodes containers, DefaultDDPNodes
+	// when ≤ 0).
+	Engine   string
+	DDPNodes int
+	Timeout  time.Duration // for the jobs; 0: none
+	Progress io.Writer
 }
 
 // Demo runs the guide from nothing: it starts an emulator on the data dir
@@ -508,8 +538,17 @@ func Demo(ctx context.Context, o DemoOptions) (*Summary, error) {
 	if o.Bucket == "" {
 		o.Bucket = DefaultBucket
 	}
+	if err := CheckEngine(o.Engine); err != nil {
+		return nil, err
+	}
+	if o.Engine == "" {
+		o.Engine = EngineNumpy
+	}
 	if o.Image == "" {
 		o.Image = DefaultImage
+		if o.Engine == EnginePyTorch {
+			o.Image = DefaultTorchImage
+		}
 	}
 	// What can be checked before anything starts.
 	if missing := CheckData(o.Data); len(missing) > 0 {
@@ -561,13 +600,17 @@ func Demo(ctx context.Context, o DemoOptions) (*Summary, error) {
 		return nil, err
 	}
 	inst, err := Install(ctx, InstallOptions{S3: s3, Bucket: o.Bucket, DataDir: o.Data, Registry: rt.Registry, Auth: CredentialsAuth(creds),
-		Base: o.Base, Image: o.Image, Progress: o.Progress})
+		Base: o.Base, Image: o.Image, Engine: o.Engine, Progress: o.Progress})
 	if err != nil {
 		return nil, err
 	}
+	exs := Examples(o.ReplicaNodes, o.ReplicaArgs...)
+	if o.Engine == EnginePyTorch {
+		exs = []Example{DDPExample(o.DDPNodes)}
+	}
 	results, err := RunJobs(ctx, RunOptions{
 		Client: client, S3: s3, DataDir: o.DataDir, Bucket: o.Bucket, Image: inst.Image,
-		Examples: Examples(o.ReplicaNodes, o.ReplicaArgs...), Timeout: o.Timeout, Progress: o.Progress,
+		Examples: exs, Timeout: o.Timeout, Progress: o.Progress,
 	})
 	if err != nil {
 		if ctx.Err() != nil {

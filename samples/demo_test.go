@@ -141,14 +141,17 @@ func TestDemo(t *testing.T) {
 	r := runDemo(t, dataDir, 8*time.Minute, "--from", "rootfs:"+rootfs,
 		"--up-flag=--api-addr=127.0.0.1:0", "--up-flag=--s3-addr=127.0.0.1:0", "--up-flag=--registry-addr=127.0.0.1:0")
 	t.Logf("fresh demo: %s", time.Since(start).Round(time.Second))
-	checkJobs(t, r, map[string]int{"mnist-softmax": 1, "mnist-replica": 2})
+	checkJobs(t, r, map[string]int{"mnist-softmax": 1, "mnist-replica": 4})
 	for _, want := range []string{
 		"starting the emulator: malocal up --data-dir " + dataDir,
 		"building the base eiwizard/custom-cpu-base:1.0 from rootfs:",
 		"uploaded 4 data files from " + FashionMNIST,
 		"building demo/mnist:1.0 on eiwizard/custom-cpu-base:1.0",
-		"bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/mnist_softmax.py --data_url /home/work/user-job-dir/new/mnist_data --train_url s3://malocal-demo/out/mnist_softmax/",
-		"mnist-replica [task 1] test accuracy:",
+		// The guide's exact commands, nothing appended; the replica job on
+		// the guide's 4 nodes (2 parameter servers, 2 workers).
+		"4 node(s): bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/mnist_replica_kill.py --data_url /home/work/user-job-dir/new/mnist_data\n",
+		"1 node(s): bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/mnist_softmax.py --data_url /home/work/user-job-dir/new/mnist_data\n",
+		"mnist-replica [task 2] test accuracy:",
 		"stopping the emulator it started",
 	} {
 		if !strings.Contains(r.stderr, want) {
@@ -163,6 +166,12 @@ func TestDemo(t *testing.T) {
 	if _, _, _, err := Running(dataDir); err == nil {
 		t.Error("the emulator the demo started still runs")
 	}
+	for _, j := range r.sum.Jobs {
+		// The guide's distributed example, asynchronous, by its own defaults.
+		if j.Example == "mnist-replica" && j.Accuracy < 0.82 {
+			t.Errorf("mnist-replica on 4 nodes: test accuracy %.4f, want at least 0.82", j.Accuracy)
+		}
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -171,7 +180,7 @@ func TestDemo(t *testing.T) {
 	// distributed example on 6 nodes (3 parameter servers, 3 workers).
 	e := e2e.Start(t, e2e.WithDataDir(dataDir))
 	e.CleanupJobs()
-	if r := e.Run("samples", "install"); r.Code != 0 || !strings.Contains(r.Stdout, "code dir  s3://malocal-demo/new/ (mnist/: 4 scripts)") ||
+	if r := e.Run("samples", "install"); r.Code != 0 || !strings.Contains(r.Stdout, "code dir  s3://malocal-demo/new/ (mnist/: 5 scripts)") ||
 		!strings.Contains(r.Stdout, "image     demo/mnist:1.0@sha256:") || !strings.Contains(r.Stderr, "data already in") {
 		t.Errorf("samples install: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -223,7 +232,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(3 * time.Minute)
-	for !strings.Contains(stderr.String(), "mnist-replica [task 1] Worker 0: training step") {
+	for !strings.Contains(stderr.String(), "mnist-replica [task 2] Worker 0: training step") {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
 			t.Fatalf("the replica job did not start training:\n%s", stderr.String())

@@ -38,7 +38,8 @@ type InstallOptions struct {
 	Registry string              // host:port of the registry
 	Auth     authn.Authenticator // the registry's credentials; nil: anonymous
 	Base     string              // the official base, name:tag; default eiwizard/custom-cpu-base:1.0
-	Image    string              // the sample image, repo:tag; default DefaultImage
+	Image    string              // the sample image, repo:tag; default DefaultImage (DefaultTorchImage for pytorch)
+	Engine   string              // EngineNumpy (default) or EnginePyTorch: which image is built
 	Progress io.Writer           // progress lines; nil: none
 }
 
@@ -63,8 +64,14 @@ func (o *InstallOptions) defaults() {
 	if o.Base == "" {
 		o.Base = baseimage.DefaultCPUName + ":" + baseimage.DefaultTag
 	}
+	if o.Engine == "" {
+		o.Engine = EngineNumpy
+	}
 	if o.Image == "" {
 		o.Image = DefaultImage
+		if o.Engine == EnginePyTorch {
+			o.Image = DefaultTorchImage
+		}
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -89,6 +96,9 @@ func Install(ctx context.Context, o InstallOptions) (InstallResult, error) {
 	if o.S3 == nil || o.Registry == "" {
 		return InstallResult{}, errors.New("samples: install needs the object store and the registry")
 	}
+	if err := CheckEngine(o.Engine); err != nil {
+		return InstallResult{}, err
+	}
 	if missing := CheckData(o.DataDir); len(missing) > 0 {
 		return InstallResult{}, DataHint(o.DataDir, missing)
 	}
@@ -105,7 +115,12 @@ func Install(ctx context.Context, o InstallOptions) (InstallResult, error) {
 	if res.DataUploaded, err = uploadData(ctx, o.S3, o.Bucket, o.DataDir, o.Progress); err != nil {
 		return res, err
 	}
-	digest, err := BuildImage(ctx, o.Registry, o.Base, o.Image, o.Progress, registryAuth(o.Auth)...)
+	var digest string
+	if o.Engine == EnginePyTorch {
+		digest, err = BuildTorchImage(ctx, o.Registry, o.Base, o.Image, nil, o.Progress, registryAuth(o.Auth)...)
+	} else {
+		digest, err = BuildImage(ctx, o.Registry, o.Base, o.Image, o.Progress, registryAuth(o.Auth)...)
+	}
 	if err != nil {
 		return res, err
 	}

@@ -419,9 +419,24 @@ func TestRunCommand(t *testing.T) {
 	if len(exs) != 2 || exs[1].Nodes != DefaultReplicaNodes || exs[1].Script != Replica {
 		t.Fatalf("examples %+v", exs)
 	}
-	spec := Spec("b", "demo/mnist:1.0", Examples(6, "--sync_replicas")[1])
+	// The guide's command exactly: the output dir reaches the script as
+	// DLS_TRAIN_URL.
+	spec := Spec("b", "demo/mnist:1.0", exs[1])
+	want = "bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/mnist_replica_kill.py --data_url /home/work/user-job-dir/new/mnist_data"
+	if got := strings.Join(spec.Command, " "); got != want || spec.Nodes != 4 || spec.TrainURL != "s3://b/out/mnist_replica_kill/" {
+		t.Errorf("replica spec: %d nodes, train url %s, command\n got %s\nwant %s", spec.Nodes, spec.TrainURL, got, want)
+	}
+	spec = Spec("b", "demo/mnist:1.0", Examples(6, "--sync_replicas")[1])
 	if spec.AppURL != "s3://b/new/" || spec.TrainURL != "s3://b/out/mnist_replica_kill/" || spec.Nodes != 6 ||
-		!strings.HasSuffix(strings.Join(spec.Command, " "), "mnist_replica_kill.py --data_url /home/work/user-job-dir/new/mnist_data --train_url s3://b/out/mnist_replica_kill/ --train_steps 600 --sync_replicas") {
+		!strings.HasSuffix(strings.Join(spec.Command, " "), "mnist_replica_kill.py --data_url /home/work/user-job-dir/new/mnist_data --sync_replicas") {
 		t.Errorf("spec %+v", spec)
+	}
+	spec = Spec("b", DefaultTorchImage, DDPExample(0))
+	want = "bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/mnist_ddp.py --data_url /home/work/user-job-dir/new/mnist_data"
+	if got := strings.Join(spec.Command, " "); got != want || spec.Nodes != 2 || spec.TrainURL != "s3://b/out/mnist_ddp/" {
+		t.Errorf("ddp spec: %d nodes, train url %s, command\n got %s\nwant %s", spec.Nodes, spec.TrainURL, got, want)
+	}
+	if err := CheckEngine("tensorflow"); err == nil || !strings.Contains(err.Error(), "pytorch") {
+		t.Errorf("CheckEngine(tensorflow) = %v", err)
 	}
 }

@@ -36,10 +36,11 @@ const (
 const (
 	Softmax = "mnist_softmax.py"
 	Replica = "mnist_replica_kill.py"
+	DDP     = "mnist_ddp.py" // PyTorch DistributedDataParallel
 )
 
 // BaseInclude is the package list the demo's base is built with when it
-// builds one from debian:SUITE (python3 is always added): pip3 as the
+// builds one from debian:SUITE (python3 and python-is-python3 are always added): pip3 as the
 // platform's bases have it, numpy for the samples.
 var BaseInclude = []string{"python3-pip", "python3-numpy"}
 
@@ -54,7 +55,7 @@ var IdxFiles = []string{
 //
 //	bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/SCRIPT --data_url /home/work/user-job-dir/new/mnist_data
 //
-// with args appended (e.g. --train_url s3://…/out/mnist_softmax/).
+// with args appended (none in the guide; e.g. --sync_replicas).
 func RunCommand(script string, args ...string) []string {
 	cmd := []string{"bash", "-x", RunTrain, "python", JobCodeDir + "/mnist/" + script, "--data_url", JobCodeDir + "/mnist_data"}
 	return append(cmd, args...)

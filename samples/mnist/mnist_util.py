@@ -34,11 +34,12 @@ class Adam:
         self.v = np.zeros(size, dtype=np.float32)
         self.t = 0
 
-    def apply(self, params, grad):
+    def apply(self, params, grad, lr=None):
+        """One step; lr, when given, replaces the learning rate for it."""
         self.t += 1
         self.m = self.beta1 * self.m + (1 - self.beta1) * grad
         self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
-        lr_t = self.lr * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
+        lr_t = (self.lr if lr is None else lr) * np.sqrt(1 - self.beta2 ** self.t) / (1 - self.beta1 ** self.t)
         params -= (lr_t * self.m / (np.sqrt(self.v) + self.eps)).astype(np.float32)
 
 
