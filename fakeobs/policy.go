@@ -87,7 +87,6 @@ func (k *jobKey) allowed(r *http.Request) *authFailure {
 	return k.allow(r)
 }
 
-
 // allow checks a request signed with a job's key against its grants. It
 // reads (and puts back) the body of a DeleteObjects request to check
 // every key named.

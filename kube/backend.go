@@ -215,7 +215,7 @@ func (ru *run) clusterGaveUp(ctx context.Context) error {
 	ns := ru.b.Contract.Namespace
 	kj, err := ru.b.Client.BatchV1().Jobs(ns).Get(ctx, ru.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("Job %s/%s was deleted from the cluster", ns, ru.name)
+		return fmt.Errorf("the Kubernetes Job %s/%s was deleted from the cluster", ns, ru.name)
 	}
 	if err != nil {
 		return nil

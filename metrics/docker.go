@@ -53,7 +53,7 @@ func NewDockerSampler(st *Store, opts ...SamplerOption) (*DockerSampler, error) 
 		o(d)
 	}
 	if d.engine == nil {
-		c, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+		c, err := client.New(client.FromEnv)
 		if err != nil {
 			return nil, fmt.Errorf("metrics: Docker engine client: %w", err)
 		}

@@ -27,7 +27,7 @@ func TestDockerSamplerRealContainers(t *testing.T) {
 	}
 	ref := fmt.Sprintf("malocal-test/metrics-busybox:t%d", time.Now().UnixNano())
 	e2e.LoadImage(t, ref, img)
-	eng, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	eng, err := client.New(client.FromEnv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func BenchmarkSamplingOverhead(b *testing.B) {
 	}
 	ref := fmt.Sprintf("malocal-bench/sampling:t%d", time.Now().UnixNano())
 	e2e.LoadImage(b, ref, img)
-	eng, err := client.New(client.FromEnv, client.WithAPIVersionNegotiation())
+	eng, err := client.New(client.FromEnv)
 	if err != nil {
 		b.Fatal(err)
 	}

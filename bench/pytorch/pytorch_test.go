@@ -94,9 +94,8 @@ func BenchmarkPyTorchJobVsTorchrun(b *testing.B) {
 	}
 
 	type row struct {
-		n              int
-		job, torchrun  time.Duration
-		jobAcc, runAcc string
+		n             int
+		job, torchrun time.Duration
 	}
 	var rows []row
 	for i := 0; i < b.N; i++ {
