@@ -44,6 +44,16 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, api.ErrUnauthorized) {
 		fmt.Fprintln(stderr, "malocal: the API wants the token of the emulator it belongs to: set MALOCAL_TOKEN to the contents of that emulator's DATA_DIR/api-token, or pass its --data-dir")
 	}
+	// A job refused for its image's stored failing verdict: the report,
+	// and the exit code of an audit failure.
+	var re *api.RemoteError
+	if errors.As(err, &re) && errors.Is(err, api.ErrAuditFailed) {
+		for _, l := range re.Audit {
+			fmt.Fprintln(stderr, "  "+l)
+		}
+		fmt.Fprintln(stderr, "malocal: no job was made; fix what the audit found, build and push the image again (a new digest is audited anew)")
+		return api.ExitCodeAuditFailed
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

@@ -458,15 +458,77 @@ func TestJobOnAnImageNotBuiltOnABaseFailsTheAudit(t *testing.T) {
 	if r.Code != 3 || !strings.Contains(r.Stderr, "audit_failed") || !strings.Contains(r.Stderr, "MA-BASE-001") {
 		t.Fatalf("job on a rogue image: exit %d\n%s", r.Code, r.Stderr)
 	}
-	// The verdict is cached: the next submission fails at once, with the same reasons.
+	// The job's log starts with the audit's reasons, as the guide says.
+	list, err := e.Client().Jobs(context.Background(), "", "rogue")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("jobs named rogue: %v %d", err, len(list))
+	}
+	j := list[0]
+	if logs := logsOf(t, e, j.ID, 0); !strings.Contains(logs, "MA-BASE-001") {
+		t.Errorf("task 0's log lacks the audit's reasons:\n%s", logs)
+	}
+	for _, task := range j.Tasks {
+		if task.Status == "waiting" {
+			t.Errorf("task %d of an audit_failed job still says waiting", task.Index)
+		}
+	}
+	// The verdict is kept: submitting the image again is refused at once
+	// (422 with the stored report), and no job is made.
 	start := time.Now()
-	j := submit(t, e, api.JobSpec{Name: "rogue2", Image: "test/rogue:1", AppURL: "s3://code/x/", Command: []string{"true"}})
-	j = waitFinal(t, e, j.ID, time.Minute)
-	if j.Status != api.StatusAuditFailed || len(j.Audit) == 0 || !strings.Contains(strings.Join(j.Audit, "\n"), "MA-BASE-001") {
-		t.Errorf("second submission: %s %q", j.Status, j.Audit)
+	_, err = e.Client().SubmitJob(context.Background(), api.JobSpec{Name: "rogue2", Image: "test/rogue:1", AppURL: "s3://code/x/", Command: []string{"true"}})
+	var re *api.RemoteError
+	if !errors.As(err, &re) || re.Status != 422 || !strings.Contains(strings.Join(re.Audit, "\n"), "MA-BASE-001") {
+		t.Fatalf("second submission: want 422 with the stored report, got %v", err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("cached verdict took %s", d)
 	}
+	r = e.Run("job", "submit", "--name", "rogue3", "--image", "test/rogue:1", "--app-url", "s3://code/x/", "--", "true")
+	if r.Code != 3 || !strings.Contains(r.Stderr, "MA-BASE-001") || !strings.Contains(r.Stderr, "no job was made") {
+		t.Errorf("job submit of a failed image: exit %d\n%s", r.Code, r.Stderr)
+	}
+	if again, err := e.Client().Jobs(context.Background(), "", "rogue"); err != nil || len(again) != 1 {
+		t.Errorf("refused submissions made jobs: %d jobs named rogue*", len(again))
+	}
 	assertNoLeftovers(t, j.ID)
+}
+
+// Auditing first spares a job its audit: the emulator keeps one verdict
+// per image, and the job's events and log say it came from the cache.
+func TestJobUsesTheVerdictOfAnEarlierAudit(t *testing.T) {
+	e, img := jobEnv(t)
+	if r := e.Run("image", "audit", img); r.Code != 0 {
+		t.Fatalf("image audit %s: exit %d\n%s%s", img, r.Code, r.Stdout, r.Stderr)
+	}
+	j := submit(t, e, api.JobSpec{Name: "cached", Image: img, AppURL: "s3://code/x/", Command: []string{"true"}})
+	j = waitFinal(t, e, j.ID, 3*time.Minute)
+	if j.Status != api.StatusCompleted {
+		t.Fatalf("status %s (%s)", j.Status, j.Reason)
+	}
+	events := ""
+	for _, ev := range j.Events {
+		events += ev.Message + "\n"
+	}
+	if !strings.Contains(events, "from the cache, audited ") {
+		t.Errorf("events do not say the verdict came from the cache:\n%s", events)
+	}
+	if logs := logsOf(t, e, j.ID, 0); !strings.Contains(logs, "audit verdict from the cache (audited ") {
+		t.Errorf("task 0's log does not start with the cached verdict:\n%s", logs)
+	}
+}
+
+// A fork loop in a training script meets the container's pids limit
+// instead of taking the host's: the job fails, the emulator goes on.
+func TestJobForkLoopIsContained(t *testing.T) {
+	e, img := jobEnv(t, WithArgs("--pids-limit", "64"))
+	j := submit(t, e, api.JobSpec{Name: "forks", Image: img, AppURL: "s3://code/x/", Command: []string{"/bin/sh", "-c",
+		`i=0; while [ $i -lt 500 ]; do sleep 60 & if [ $? -ne 0 ]; then exit 3; fi; i=$((i+1)); done; echo "started 500"; exit 0`}})
+	j = waitFinal(t, e, j.ID, 3*time.Minute)
+	logs := logsOf(t, e, j.ID, 0)
+	if j.Status != api.StatusFailed || strings.Contains(logs, "started 500") {
+		t.Fatalf("fork loop under a pids limit of 64: status %s (%s)\n%s", j.Status, j.Reason, logs)
+	}
+	if r := e.Run("status"); r.Code != 0 {
+		t.Errorf("status after the fork loop: exit %d\n%s", r.Code, r.Stderr)
+	}
 }
