@@ -54,8 +54,11 @@ It uses the object store and keys of the emulator running on --data-dir
 // obsClient connects to the object store of the emulator running on the
 // data dir, with the keys it keeps there.
 func (g *globals) obsClient(cmd *cobra.Command, f *obsFlags) (*obsclient.Client, error) {
-	if err := checkParallel(f.parallel); err != nil {
-		return nil, err
+	// Commands without the flag (samples) pass 0: the client's default.
+	if f.parallel != 0 || cmd.Flags().Lookup("parallel") != nil {
+		if err := checkParallel(f.parallel); err != nil {
+			return nil, err
+		}
 	}
 	dd, err := g.openDataDir()
 	if err != nil {

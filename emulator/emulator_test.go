@@ -157,15 +157,19 @@ func TestWriteFileAtomicLeavesNoTemp(t *testing.T) {
 	if err := WriteFileAtomic(p, []byte("one"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := WriteFileAtomic(filepath.Join(dir, "missing", "f"), []byte("x"), 0o600); err == nil {
-		t.Error("write into a missing dir succeeded")
+	// A file where a parent dir should be: the write fails and leaves nothing.
+	if err := os.WriteFile(filepath.Join(dir, "notadir"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(filepath.Join(dir, "notadir", "f"), []byte("x"), 0o600); err == nil {
+		t.Error("write under a file succeeded")
 	}
 	if err := WriteFileAtomic(p, []byte("two"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("dir holds %d entries, want only f", len(entries))
+	if len(entries) != 2 {
+		t.Errorf("dir holds %d entries, want only f and notadir", len(entries))
 	}
 	if b, _ := os.ReadFile(p); string(b) != "two" {
 		t.Errorf("content %q", b)
