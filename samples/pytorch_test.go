@@ -29,6 +29,8 @@ func taskLogs(t *testing.T, e *e2e.Emulator, id string, task int) string {
 	return b.String()
 }
 
+func lastLinesOf(s string, n int) string { return lastLines(s, n) }
+
 func waitJob(t *testing.T, e *e2e.Emulator, id string, timeout time.Duration) *api.Job {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -93,12 +95,14 @@ func TestPyTorch(t *testing.T) {
 		t.Fatalf("python --version on the bare base: %s (%s)\n%s", j.Status, j.Reason, logs)
 	}
 
-	// Known gap: the image that dpkg makes from python3-torch's 311
-	// packages fails the audit (MA-PROT-001: a postinst adds a group to
-	// /etc/group and /etc/gshadow; MA-SUID-001: gstreamer's gst-ptp-helper
-	// gets file capabilities), so no job can run on it yet.
+	// The image passes the audit as it is: the base brings the group rdma
+	// (libibverbs1), and the capabilities GStreamer's postinst gives
+	// gst-ptp-helper are dropped, and said so, before the commit.
 	if r := e.Run("image", "audit", DefaultTorchImage); r.Code != 0 {
-		t.Skipf("the PyTorch image fails the audit, jobs on it cannot run yet:\n%s", r.Stdout)
+		t.Fatalf("the PyTorch image fails the audit: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if !strings.Contains(r.Stderr, "dropped file capabilities") || !strings.Contains(r.Stderr, "gst-ptp-helper") {
+		t.Errorf("install progress does not say it dropped gst-ptp-helper's capabilities:\n%s", lastLinesOf(r.Stderr, 40))
 	}
 
 	// The demo on 2 nodes, on the running emulator.

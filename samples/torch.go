@@ -130,8 +130,17 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 		return "", err
 	}
 	fmt.Fprintf(progress, "installing %s in a container of the base (dpkg, no network)\n", strings.Join(packages, ", "))
+	// Privileges that maintainer scripts grant are dropped before the
+	// commit: libtorch needs OpenCV, whose video I/O needs GStreamer, whose
+	// postinst gives its PTP clock helper (gst-ptp-helper) network
+	// capabilities, or setuid root where setcap fails. No training job
+	// uses it, and the audit refuses any new privileged file
+	// (MA-SUID-001); each file dropped is printed.
 	script := "set -e; export DEBIAN_FRONTEND=noninteractive; " +
+		"touch /tmp/.malocal-before; " +
 		"dpkg -i /debs/*.deb; " +
+		dropPrivileges +
+		"rm -f /tmp/.malocal-before; " +
 		"rm -rf /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache"
 	if err := dockerRun(ctx, progress, docker, "run", "--name", cname, "--network", "none", "--user", "root",
 		"--entrypoint", "/bin/sh", "-v", debs+":/debs:ro", loaded, "-c", script); err != nil {
@@ -186,6 +195,15 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 	}
 	return d.String(), nil
 }
+
+// dropPrivileges is the shell that removes file capabilities and the
+// setuid/setgid bits from the files the install created or changed (ctime
+// after /tmp/.malocal-before), naming each one.
+const dropPrivileges = "find / -xdev -cnewer /tmp/.malocal-before -type f -perm /6000 " +
+	"-exec chmod ug-s {} + -exec echo 'dropped setuid/setgid:' {} \\; ; " +
+	"if command -v getcap >/dev/null; then " +
+	"find / -xdev -cnewer /tmp/.malocal-before -type f -exec getcap {} + 2>/dev/null | " +
+	"while read -r f caps; do setcap -r \"$f\" && echo \"dropped file capabilities ($caps): $f\"; done; fi; "
 
 // dpkgStatus returns the base's /var/lib/dpkg/status (the top layer that
 // has it).
