@@ -113,9 +113,9 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description="Distributed MNIST training with PyTorch DistributedDataParallel.")
     p.add_argument("--data_url", default="", help="directory or s3:// URL of the idx files (default $DLS_DATA_URL)")
     p.add_argument("--train_url", default="", help="where task 0 saves model.pt and metrics.json (default $DLS_TRAIN_URL)")
-    p.add_argument("--epochs", type=int, default=1, help="passes over the training set")
+    p.add_argument("--epochs", type=int, default=2, help="passes over the training set")
     p.add_argument("--batch_size", type=int, default=32, help="batch size of each task")
-    p.add_argument("--learning_rate", type=float, default=0.002, help="Adam learning rate")
+    p.add_argument("--learning_rate", type=float, default=0.002, help="Adam learning rate at the start; it falls linearly to 0 over the run")
     p.add_argument("--max_steps", type=int, default=0, help="stop after this many steps of each task (0: the epochs decide)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of each task (default: $OMP_NUM_THREADS, else torch's)")
     p.add_argument("--timeout", type=int, default=300, help="seconds to wait for every task at the rendezvous")
@@ -174,6 +174,11 @@ def main(argv):
     data = TensorDataset(torch.from_numpy(train_x), torch.from_numpy(train_y))
     sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler)
+    # The learning rate falls linearly to 0 over the run.
+    total = args.epochs * len(loader)
+    if args.max_steps:
+        total = min(total, args.max_steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / max(1, total)))
 
     start = time.time()
     log("Training begins @ %f" % start)
@@ -189,6 +194,7 @@ def main(argv):
             loss = loss_fn(ddp(x), y)
             loss.backward()
             opt.step()
+            sched.step()
             step += 1
             if step % 100 == 0:
                 log("rank %d: epoch %d step %d, cross entropy %.4f" % (rank, epoch + 1, step, loss.item()))
