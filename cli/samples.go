@@ -65,7 +65,7 @@ The base must exist: malocal base build --from debian:bookworm --include python3
   malocal samples install --engine pytorch`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s3, err := g.obsClient(cmd, &obsFlags{noProgress: true})
+			s3, err := g.obsClient(cmd, &obsFlags{noProgress: true, parallel: 8})
 			if err != nil {
 				return err
 			}
