@@ -9,7 +9,12 @@ examples read it:
   port): task 0 runs torch.distributed's TCP store there, every task
   joins it (init_method tcp://HOST:PORT).
 Run by `python3 -m torch.distributed.run` (torchrun) instead, it takes
-RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT from that launcher.
+RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT from that launcher (Debian's
+torch 1.13 launcher needs `--redirects 1 --tee 1` under Python 3.11).
+
+By default it trains 2 epochs with Adam, the learning rate falling
+linearly from --learning_rate to 0 over the run: about 0.89 test accuracy
+on Fashion-MNIST on 2 tasks (1 epoch at a constant rate gives about 0.87).
 
 Backend gloo on CPU, nccl when CUDA is there (one GPU per task). Each task
 reads its part of the training set through a DistributedSampler;
