@@ -3,6 +3,7 @@ package samples
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -27,6 +28,26 @@ func taskLogs(t *testing.T, e *e2e.Emulator, id string, task int) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// runLong runs the malocal CLI against e with a timeout of its own.
+func runLong(t *testing.T, e *e2e.Emulator, timeout time.Duration, args ...string) e2e.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e2e.Binary(t), args...)
+	cmd.Env = append(os.Environ(), "MALOCAL_DATA_DIR="+e.DataDir)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+	}
+	return e2e.Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
 }
 
 func lastLinesOf(s string, n int) string { return lastLines(s, n) }
@@ -71,7 +92,9 @@ func TestPyTorch(t *testing.T) {
 
 	// The image, made the guide's way, with progress.
 	start := time.Now()
-	r := e.Run("samples", "install", "--engine", "pytorch")
+	// dpkg installs about 300 packages: longer than Run's 5 minutes on a
+	// loaded machine.
+	r := runLong(t, e, 20*time.Minute, "samples", "install", "--engine", "pytorch")
 	t.Logf("samples install --engine pytorch: %s", time.Since(start).Round(time.Second))
 	if r.Code != 0 || !strings.Contains(r.Stdout, "image     "+DefaultTorchImage+"@sha256:") {
 		t.Fatalf("samples install --engine pytorch: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
