@@ -89,7 +89,7 @@ SOURCE is one of:
   PATH            an image tarball (docker save output), an OCI layout (dir or
                   tar), or a root filesystem tarball (oci:, image:, rootfs:
                   prefixes force the kind)`,
-		Example: `  malocal base build --from debian:bookworm --include python3-pip,python3-numpy
+		Example: `  malocal base build --from debian:bookworm --include python3-pip,python3-numpy,libibverbs1
   malocal base build --name eiwizard/custom-gpu-cuda-base --tag 1.0 --gpu --from docker:nvidia/cuda:12.4.1-runtime-ubuntu22.04`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

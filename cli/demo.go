@@ -21,7 +21,7 @@ func newDemoCmd(g *globals) *cobra.Command {
  1. start the emulator (malocal up) on the data dir when none runs; it is
     stopped again at the end, and on Ctrl-C after the jobs are stopped;
  2. build the official base offline when it is missing (mmdebstrap, with
-    python3-pip and python3-numpy), or from --from;
+    python3-pip, python3-numpy and libibverbs1), or from --from;
  3. upload the samples and the data (malocal samples install) and build the
     sample image on the base;
  4. submit mnist_softmax.py (1 node) and mnist_replica_kill.py (4 nodes: 2

@@ -57,7 +57,7 @@ made the guide's way: the packages the base lacks are downloaded with the
 host's apt-get, a container of the base installs them (no network), and
 the container is committed and pushed (docker needed). It runs
 mnist/mnist_ddp.py, PyTorch DistributedDataParallel on N nodes.
-The base must exist: malocal base build --from debian:bookworm --include python3-pip,python3-numpy`,
+The base must exist: malocal base build --from debian:bookworm --include python3-pip,python3-numpy,libibverbs1`,
 		Example: `  malocal samples install
   malocal job submit --name mnist --image demo/mnist:1.0 --app-url s3://malocal-demo/new/ \
     -- bash -x /home/work/run_train.sh python /home/work/user-job-dir/new/mnist/mnist_softmax.py \
@@ -65,7 +65,7 @@ The base must exist: malocal base build --from debian:bookworm --include python3
   malocal samples install --engine pytorch`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s3, err := g.obsClient(cmd, &obsFlags{noProgress: true})
+			s3, err := g.obsClient(cmd, &obsFlags{noProgress: true, parallel: 8})
 			if err != nil {
 				return err
 			}

@@ -45,7 +45,7 @@ import (
 // One step is changed before it runs: when the bookworm root filesystem
 // that the samples' and baseimage's tests cache (made by mmdebstrap with
 // the same packages) is there, `--from debian:bookworm --include
-// python3-pip,python3-numpy` becomes `--from rootfs:<that file>`, which is
+// python3-pip,python3-numpy,libibverbs1` becomes `--from rootfs:<that file>`, which is
 // what mmdebstrap would produce, minutes sooner.
 
 // guideStep is one runnable block of a guide.
@@ -193,7 +193,7 @@ func TestGuideLanguagesAgree(t *testing.T) {
 // guideRootfs is the cached bookworm root filesystem with the guide's
 // packages, or "" when there is none and the step must run mmdebstrap.
 func guideRootfs() string {
-	pkgs := baseimage.IncludeList([]string{"python3-pip", "python3-numpy"})
+	pkgs := baseimage.IncludeList([]string{"python3-pip", "python3-numpy", "libibverbs1"})
 	sum := sha256.Sum256([]byte(strings.Join(pkgs, ",")))
 	p := filepath.Join(os.TempDir(), "malocal-test-cache", "rootfs-bookworm-"+hex.EncodeToString(sum[:6])+".tar")
 	if _, err := os.Stat(p); err != nil {
@@ -202,7 +202,7 @@ func guideRootfs() string {
 	return p
 }
 
-const guideBaseSource = "--from debian:bookworm --include python3-pip,python3-numpy"
+const guideBaseSource = "--from debian:bookworm --include python3-pip,python3-numpy,libibverbs1"
 
 // TestGuide runs every step of the English guide against a fresh emulator
 // and checks each exit status, and each shown output against the real one.

@@ -93,7 +93,7 @@ func TestDDPTwoRanks(t *testing.T) {
 			env := []string{fmt.Sprintf("DLS_TASK_INDEX=%d", i), "DLS_TASK_NUMBER=2",
 				fmt.Sprintf("BATCH_CUSTOM0_HOSTS=127.0.0.1:%d", port), fmt.Sprintf("BATCH_CUSTOM1_HOSTS=127.0.0.1:%d", port),
 				"DLS_TRAIN_URL=" + outDir, "OMP_NUM_THREADS=1"}
-			outs[i], codes[i] = python(t, ctx, scripts, env, "mnist_ddp.py", "--data_url", data, "--batch_size", "2", "--timeout", "120")
+			outs[i], codes[i] = python(t, ctx, scripts, env, "mnist_ddp.py", "--data_url", data, "--epochs", "1", "--batch_size", "2", "--timeout", "120")
 		}(i)
 	}
 	wg.Wait()
@@ -117,7 +117,7 @@ func TestDDPTwoRanks(t *testing.T) {
 	}
 	m := checkMetrics(t, outDir, "mnist_ddp", acc)
 	if m["world_size"] != 2.0 || m["backend"] != "gloo" || m["steps"] != 3.0 {
-		t.Errorf("metrics %v (want world 2, gloo, 3 steps: 10 examples, 5 each, batches of 2)", m)
+		t.Errorf("metrics %v (want world 2, gloo, 3 steps: 1 epoch of 10 examples, 5 each, batches of 2)", m)
 	}
 	if _, err := exec.Command("test", "-s", filepath.Join(outDir, "model.pt")).CombinedOutput(); err != nil {
 		t.Errorf("no model.pt in %s", outDir)

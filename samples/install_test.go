@@ -95,7 +95,7 @@ func TestInstall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.AppURL != "s3://malocal-demo/new/" || res.DataURL != "s3://malocal-demo/new/mnist_data/" || res.Scripts != 4 || res.DataUploaded != 4 || res.Image != DefaultImage {
+	if res.AppURL != "s3://malocal-demo/new/" || res.DataURL != "s3://malocal-demo/new/mnist_data/" || res.Scripts != 5 || res.DataUploaded != 4 || res.Image != DefaultImage {
 		t.Errorf("result %+v", res)
 	}
 	var keys []string
@@ -107,7 +107,7 @@ func TestInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	sort.Strings(keys)
-	want := "new/mnist/input_data.py new/mnist/mnist_replica_kill.py new/mnist/mnist_softmax.py new/mnist/mnist_util.py " +
+	want := "new/mnist/input_data.py new/mnist/mnist_ddp.py new/mnist/mnist_replica_kill.py new/mnist/mnist_softmax.py new/mnist/mnist_util.py " +
 		"new/mnist_data/t10k-images-idx3-ubyte new/mnist_data/t10k-labels-idx1-ubyte new/mnist_data/train-images-idx3-ubyte.gz new/mnist_data/train-labels-idx1-ubyte.gz"
 	if got := strings.Join(keys, " "); got != want {
 		t.Errorf("objects\n got %s\nwant %s", got, want)

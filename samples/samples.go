@@ -41,8 +41,13 @@ const (
 
 // BaseInclude is the package list the demo's base is built with when it
 // builds one from debian:SUITE (python3 and python-is-python3 are always added): pip3 as the
-// platform's bases have it, numpy for the samples.
-var BaseInclude = []string{"python3-pip", "python3-numpy"}
+// platform's bases have it, numpy for the samples, and the RDMA user
+// library (libibverbs1) that the platform's training bases ship for
+// multi-node networks. PyTorch's gloo backend links it; its maintainer
+// script adds the system group rdma, so the group must come with the base:
+// an image layer that adds it changes /etc/group, which the audit refuses
+// (MA-PROT-001).
+var BaseInclude = []string{"python3-pip", "python3-numpy", "libibverbs1"}
 
 // IdxFiles are the four files of MNIST and Fashion-MNIST, each plain or
 // with .gz.

@@ -32,6 +32,13 @@ const DefaultTorchImage = "demo/mnist-pytorch:1.0"
 // TorchPackages are the Debian packages the PyTorch image adds to the base.
 var TorchPackages = []string{"python3-torch"}
 
+// TorchBasePackages are the dependencies of python3-torch that the base
+// must already have, with why: their maintainer scripts change files the
+// audit protects.
+var TorchBasePackages = map[string]string{
+	"libibverbs1": "PyTorch's gloo backend needs and whose install adds the system group rdma to /etc/group",
+}
+
 // LabelSampleBase is set on the PyTorch image's config: the digest of the
 // base it was built on and its packages, so that a rebuild on the same
 // base is skipped.
@@ -103,6 +110,12 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 	if err != nil {
 		return "", err
 	}
+	for pkg, why := range TorchBasePackages {
+		if !dpkgInstalled(status, pkg) {
+			return "", fmt.Errorf("the base %s lacks %s, which %s: an image layer that adds it fails the audit (MA-PROT-001), so it must come with the base; build the base again with `malocal base build --from debian:bookworm --include %s`",
+				base, pkg, why, strings.Join(BaseInclude, ","))
+		}
+	}
 	debs := filepath.Join(work, "debs")
 	fmt.Fprintf(progress, "downloading %s and what the base lacks of its dependencies (apt-get, the host's apt sources)\n", strings.Join(packages, ", "))
 	n, err := downloadDebs(ctx, work, status, debs, packages)
@@ -130,8 +143,17 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 		return "", err
 	}
 	fmt.Fprintf(progress, "installing %s in a container of the base (dpkg, no network)\n", strings.Join(packages, ", "))
+	// Privileges that maintainer scripts grant are dropped before the
+	// commit: libtorch needs OpenCV, whose video I/O needs GStreamer, whose
+	// postinst gives its PTP clock helper (gst-ptp-helper) network
+	// capabilities, or setuid root where setcap fails. No training job
+	// uses it, and the audit refuses any new privileged file
+	// (MA-SUID-001); each file dropped is printed.
 	script := "set -e; export DEBIAN_FRONTEND=noninteractive; " +
+		"touch /tmp/.malocal-before; " +
 		"dpkg -i /debs/*.deb; " +
+		dropPrivileges +
+		"rm -f /tmp/.malocal-before; " +
 		"rm -rf /var/log/apt /var/log/dpkg.log /var/cache/ldconfig/aux-cache"
 	if err := dockerRun(ctx, progress, docker, "run", "--name", cname, "--network", "none", "--user", "root",
 		"--entrypoint", "/bin/sh", "-v", debs+":/debs:ro", loaded, "-c", script); err != nil {
@@ -185,6 +207,34 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 		return "", err
 	}
 	return d.String(), nil
+}
+
+// dropPrivileges is the shell that removes file capabilities and the
+// setuid/setgid bits from the files the install created or changed (ctime
+// after /tmp/.malocal-before), naming each one.
+const dropPrivileges = "find / -xdev -cnewer /tmp/.malocal-before -type f -perm /6000 " +
+	"-exec chmod ug-s {} + -exec echo 'dropped setuid/setgid:' {} \\; ; " +
+	"if command -v getcap >/dev/null; then " +
+	"find / -xdev -cnewer /tmp/.malocal-before -type f -exec getcap {} + 2>/dev/null | " +
+	"while read -r f caps; do setcap -r \"$f\" && echo \"dropped file capabilities ($caps): $f\"; done; fi; "
+
+// dpkgInstalled reports whether the dpkg status file lists pkg as
+// installed.
+func dpkgInstalled(status []byte, pkg string) bool {
+	for _, stanza := range strings.Split(string(status), "\n\n") {
+		var name, state string
+		for _, line := range strings.Split(stanza, "\n") {
+			if v, ok := strings.CutPrefix(line, "Package: "); ok {
+				name = strings.TrimSpace(v)
+			} else if v, ok := strings.CutPrefix(line, "Status: "); ok {
+				state = strings.TrimSpace(v)
+			}
+		}
+		if name == pkg && state == "install ok installed" {
+			return true
+		}
+	}
+	return false
 }
 
 // dpkgStatus returns the base's /var/lib/dpkg/status (the top layer that

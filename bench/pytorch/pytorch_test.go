@@ -148,7 +148,10 @@ func runJob(ctx context.Context, e *e2e.Emulator, spec api.JobSpec) (time.Durati
 // torchrun runs the script on the host with n processes.
 func torchrun(ctx context.Context, b *testing.B, dir string, n int, args []string) (time.Duration, error) {
 	port := 29500 + n
+	// --redirects 1 --tee 1: the launcher of Debian's torch 1.13 under
+	// Python 3.11 fails on its defaults ("0" parses to None).
 	cmd := exec.CommandContext(ctx, hostPython, append([]string{"-m", "torch.distributed.run",
+		"--redirects", "1", "--tee", "1", "--log_dir", b.TempDir(),
 		"--nproc_per_node", strconv.Itoa(n), "--master_addr", "127.0.0.1", "--master_port", strconv.Itoa(port),
 		"mnist_ddp.py", "--data_url", samples.FashionMNIST, "--train_url", b.TempDir()}, args...)...)
 	cmd.Dir = dir
