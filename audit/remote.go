@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -21,6 +22,8 @@ type RemoteSource struct {
 	Insecure bool
 	// Transport, when set, carries the requests; default: http.DefaultTransport.
 	Transport http.RoundTripper
+	// Auth, when set, is the registry login for reads.
+	Auth authn.Authenticator
 }
 
 // Reference names repo at ref (a tag or a digest) in the registry.
@@ -43,6 +46,9 @@ func (s RemoteSource) Reference(repo, ref string) (name.Reference, error) {
 // Options are the remote options every request of the source uses.
 func (s RemoteSource) Options(ctx context.Context) []remote.Option {
 	opts := []remote.Option{remote.WithContext(ctx)}
+	if s.Auth != nil {
+		opts = append(opts, remote.WithAuth(s.Auth))
+	}
 	if s.Transport != nil {
 		opts = append(opts, remote.WithTransport(s.Transport))
 	}

@@ -277,7 +277,7 @@ func TestFloodOnTheS3PortStarvesNothing(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		img, err := remote.Image(ref, remote.WithContext(ctx))
+		img, err := remote.Image(ref, remote.WithContext(ctx), remote.WithAuth(e.RegistryAuth()))
 		if err != nil {
 			return err
 		}

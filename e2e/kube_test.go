@@ -156,7 +156,7 @@ func TestKubernetesBackend(t *testing.T) {
 					fmt.Sprintf("%d|instance=%s ip=", i, hosts[i]),
 					fmt.Sprintf("hosts=%d vc=%d/%d workers=%s gpus=0 extra=yes", n, i, n, strings.Join(hosts, ",")),
 					fmt.Sprintf("%d|s3=http://%s:", i, k.c.NodeIP),
-					fmt.Sprintf("region=%s key=%s user=1101", e.Creds.Region, e.Creds.AccessKey),
+					fmt.Sprintf("region=%s key=MJ", e.Creds.Region), // the job's own key, from its Secret
 					fmt.Sprintf("%d|peer%d=%s:2222", i, n-1, hosts[n-1]),
 					fmt.Sprintf("%d|resolved0", i), fmt.Sprintf("%d|resolved%d", i, n-1),
 					fmt.Sprintf("%d|s3 reachable", i),
@@ -503,7 +503,10 @@ func TestKubernetesExternalStores(t *testing.T) {
 		"--external-obs", extS3, "--external-registry", extReg, "--external-registry-insecure",
 		"--pending-limit", "60s", "--stop-grace", "2s"),
 		WithEnv("MALOCAL_EXTERNAL_OBS_ACCESS_KEY="+ext.Creds.AccessKey, "MALOCAL_EXTERNAL_OBS_SECRET_KEY="+ext.Creds.SecretKey,
-			"MALOCAL_EXTERNAL_OBS_REGION="+ext.Creds.Region))
+			"MALOCAL_EXTERNAL_OBS_REGION="+ext.Creds.Region,
+			// The external registry asks for a login, as SWR does: the
+			// audit reads and the pods pull (an imagePullSecret) with it.
+			"MALOCAL_EXTERNAL_REGISTRY_USERNAME="+ext.Creds.RegistryUsername, "MALOCAL_EXTERNAL_REGISTRY_PASSWORD="+ext.Creds.RegistryPassword))
 	// The audit runs in the first emulator: it knows the test base.
 	recordBusyboxBase(t, e.DataDir)
 	if e.Creds.AccessKey == ext.Creds.AccessKey {

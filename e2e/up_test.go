@@ -275,10 +275,17 @@ func TestImageCommandsOnTheRunningRegistry(t *testing.T) {
 	if r := e.Run("registry", "gc"); r.Code != 0 {
 		t.Errorf("registry gc: %d %s", r.Code, r.Stderr)
 	}
-	// The registry answers docker's protocol on its own listener.
+	// The registry answers docker's protocol on its own listener, with
+	// SWR's login: a challenge without credentials, 200 with them.
 	resp, err := http.Get("http://" + e.Registry + "/v2/")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("Www-Authenticate"), "Bearer realm=") {
+		t.Errorf("GET /v2/ without credentials: %v %v", resp, err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+e.Registry+"/v2/", nil)
+	req.SetBasicAuth(e.Creds.RegistryUsername, e.Creds.RegistryPassword)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /v2/: %v %v", resp, err)
+		t.Errorf("GET /v2/ with the emulator's credentials: %v %v", resp, err)
 	}
 }
 

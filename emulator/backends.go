@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aws/smithy-go"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
@@ -89,9 +90,9 @@ func (e *Emulator) kubeBackend(ctx context.Context, creds Credentials, st *jobSt
 	}
 	// Our registry asks for the emulator's login; an external one is the
 	// cluster's business (its nodes' own pull configuration).
-	var pullAuth jobs.RegistryAuth
-	if st.registry == "" {
-		pullAuth = jobs.RegistryAuth{Username: creds.RegistryUsername, Password: creds.RegistryPassword}
+	pullAuth := jobs.RegistryAuth{Username: creds.RegistryUsername, Password: creds.RegistryPassword}
+	if st.registry != "" {
+		pullAuth = jobs.RegistryAuth{Username: c.ExternalRegistryUsername, Password: c.ExternalRegistryPassword}
 	}
 	client, ns, err := kube.Connect(ctx, kube.Config{Kubeconfig: c.Kubeconfig, Namespace: c.Namespace})
 	if err != nil {
@@ -199,6 +200,9 @@ func (e *Emulator) openJobStores(ctx context.Context, creds Credentials) (*jobSt
 			return nil, err
 		}
 		src := audit.RemoteSource{Registry: c.ExternalRegistry, Insecure: c.ExternalRegistryInsecure}
+		if c.ExternalRegistryUsername != "" {
+			src.Auth = &authn.Basic{Username: c.ExternalRegistryUsername, Password: c.ExternalRegistryPassword}
+		}
 		if err := pingRegistry(ctx, src); err != nil {
 			return nil, err
 		}

@@ -59,6 +59,9 @@ type Config struct {
 	ExternalOBSKeys          ExternalKeys
 	ExternalRegistry         string
 	ExternalRegistryInsecure bool
+	// ExternalRegistryUsername and ExternalRegistryPassword log in to
+	// ExternalRegistry, for the audit's reads and the pods' pulls.
+	ExternalRegistryUsername, ExternalRegistryPassword string
 	// PendingLimit is how long a job's pods may wait to be scheduled
 	// before the job fails with the scheduler's reason; 0: 5 minutes.
 	PendingLimit time.Duration

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/malocal/malocal/api"
@@ -87,7 +88,10 @@ func apiError(err error) error {
 	case errors.Is(err, jobs.ErrConflict):
 		return fmt.Errorf("%w: %w", api.ErrConflict, err)
 	case errors.Is(err, jobs.ErrInvalid):
-		return &classed{class: api.ErrInvalid, err: err}
+		// The API's own wording ("invalid request: field: what"), which
+		// clients such as the console read the field from.
+		return &classed{class: api.ErrInvalid, err: err,
+			msg: api.ErrInvalid.Error() + ": " + strings.TrimPrefix(err.Error(), jobs.ErrInvalid.Error()+": ")}
 	}
 	return err
 }
@@ -96,9 +100,15 @@ func apiError(err error) error {
 // the core's own.
 type classed struct {
 	class, err error
+	msg        string // the message, when not the core's own
 }
 
-func (c *classed) Error() string   { return c.err.Error() }
+func (c *classed) Error() string {
+	if c.msg != "" {
+		return c.msg
+	}
+	return c.err.Error()
+}
 func (c *classed) Unwrap() []error { return []error{c.class, c.err} }
 
 func specFromAPI(s api.JobSpec) jobs.Spec {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 
@@ -208,13 +209,20 @@ func (r *run) push(ctx context.Context, src, repo, tag string) error {
 		return err
 	}
 	// The registry takes no anonymous push: log the engine in, as
-	// `malocal registry login` does.
-	login := exec.CommandContext(ctx, r.o.Docker, "login", "--username", r.t.regAuth.Username, "--password-stdin", r.t.pushRegistry)
+	// `malocal registry login` does, in a docker config dir of this run's
+	// own, so that runs side by side do not rewrite one config file and
+	// the user's own config is left alone.
+	cfg, err := os.MkdirTemp("", "malocal-run-docker-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(cfg)
+	login := exec.CommandContext(ctx, r.o.Docker, "--config", cfg, "login", "--username", r.t.regAuth.Username, "--password-stdin", r.t.pushRegistry)
 	login.Stdin = strings.NewReader(r.t.regAuth.Password)
 	if out, err := login.CombinedOutput(); err != nil {
 		return fmt.Errorf("docker login %s: %w: %s", r.t.pushRegistry, err, strings.TrimSpace(string(out)))
 	}
-	_, err := dockerCmd(ctx, r.o.Docker, "push", dst)
+	_, err = dockerCmd(ctx, r.o.Docker, "--config", cfg, "push", dst)
 	// Only the temporary name goes; the image and its layers stay.
 	if _, rerr := dockerCmd(context.WithoutCancel(ctx), r.o.Docker, "rmi", dst); err == nil && rerr != nil {
 		err = rerr

@@ -158,7 +158,7 @@ export function renderCreate(main, _params, query) {
 
   main.append(
     el("div", { class: "page-head" }, el("div", {}, el("a", { href: "#/jobs", class: "muted" }, "← ", t("job.back")), el("h1", {}, t("form.title")))),
-    query && query.get("copy") ? el("div", { class: "notice info", id: "copy-note" }, t("form.copyOf", { id: query.get("copy") })) : null,
+    query && query.get("copy") ? el("div", { class: "notice info", id: "copy-note" }, t("form.copyOf", { id: query.get("copy") })) : "",
     el("p", { class: "muted" }, t("form.intro")),
     banner, form);
 
