@@ -54,6 +54,7 @@ type run struct {
 	b     *Backend
 	j     *jobs.Job
 	r     jobs.Reporter
+	why   string // why the tasks still running are stopped, when the cluster gave up
 	name  string
 	tasks []taskState
 	left  int
@@ -99,6 +100,10 @@ func (b *Backend) Run(ctx context.Context, j *jobs.Job, r jobs.Reporter) error {
 		return nil // lcancel ends the streams
 	}
 	if ru.left > 0 {
+		if err != nil && !errors.Is(err, jobs.ErrTimeLimit) {
+			// The cluster's own reason ends the tasks still there.
+			ru.why = err.Error()
+		}
 		ru.stop()
 	}
 	ru.logs.Wait()
@@ -401,6 +406,9 @@ func (ru *run) stop() {
 }
 
 func (ru *run) exit(i int, e jobs.Exit) {
+	if e.Reason == "" {
+		e.Reason = ru.why
+	}
 	ru.tasks[i].exited = true
 	ru.left--
 	e.Stopped = true
