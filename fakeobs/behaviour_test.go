@@ -12,7 +12,6 @@ import (
 	"mime"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -498,14 +497,7 @@ print("boto3 behaviours ok")
 `
 
 func TestClientBoto3Behaviours(t *testing.T) {
-	py := requireClient(t, "python3-boto3", "/usr/bin/python3")
-	if err := exec.Command(py, "-c", "import boto3").Run(); err != nil {
-		msg := py + " cannot import boto3: apt-get install python3-boto3"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + " (not CI, so skipping)")
-	}
+	py := requireBoto3(t)
 	url, _ := serveLoopback(t)
 	script := filepath.Join(t.TempDir(), "behaviours.py")
 	if err := os.WriteFile(script, []byte(boto3BehaviourScript), 0o600); err != nil {

@@ -39,6 +39,21 @@ func requireClient(t *testing.T, pkg string, candidates ...string) string {
 	return ""
 }
 
+// requireBoto3 returns the Python that has Debian's boto3 (not a separate
+// python3 on PATH), as requireClient does for a command.
+func requireBoto3(t *testing.T) string {
+	t.Helper()
+	py := requireClient(t, "python3-boto3", "/usr/bin/python3")
+	if err := exec.Command(py, "-c", "import boto3").Run(); err != nil {
+		msg := py + " cannot import boto3: apt-get install python3-boto3"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + " (not CI, so skipping)")
+	}
+	return py
+}
+
 // serveLoopback serves a fresh store on 127.0.0.1 and returns its URL.
 func serveLoopback(t *testing.T) (string, *Service) {
 	t.Helper()
@@ -268,14 +283,7 @@ print("boto3 ok")
 `
 
 func TestClientBoto3(t *testing.T) {
-	py := requireClient(t, "python3-boto3", "/usr/bin/python3")
-	if err := exec.Command(py, "-c", "import boto3").Run(); err != nil {
-		msg := py + " cannot import boto3: apt-get install python3-boto3"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + " (not CI, so skipping)")
-	}
+	py := requireBoto3(t)
 	url, _ := serveLoopback(t)
 	dir := t.TempDir()
 	script := filepath.Join(dir, "boto.py")

@@ -240,21 +240,9 @@ func BuildImage(ctx context.Context, registry, base, image string, progress io.W
 	if progress == nil {
 		progress = io.Discard
 	}
-	baseRef, err := ref(registry, base)
+	imgRef, bimg, err := readBase(ctx, registry, base, image, opts)
 	if err != nil {
 		return "", err
-	}
-	imgRef, err := ref(registry, image)
-	if err != nil {
-		return "", err
-	}
-	bimg, err := remote.Image(baseRef, append(opts, remote.WithContext(ctx))...)
-	if err != nil {
-		return "", fmt.Errorf("reading the base %s: %w (build it with `malocal base build --from debian:bookworm --include %s`)",
-			base, err, strings.Join(BaseInclude, ","))
-	}
-	if err := baseimage.CheckBase(bimg); err != nil {
-		return "", fmt.Errorf("%s: %w", base, err)
 	}
 	layer, err := pythonLayer()
 	if err != nil {
@@ -337,6 +325,28 @@ func sameContent(old, img v1.Image) bool {
 		}
 	}
 	return true
+}
+
+// readBase names the image to build in the registry and reads its official
+// base there, checked to be one.
+func readBase(ctx context.Context, registry, base, image string, opts []remote.Option) (name.Tag, v1.Image, error) {
+	baseRef, err := ref(registry, base)
+	if err != nil {
+		return name.Tag{}, nil, err
+	}
+	imgRef, err := ref(registry, image)
+	if err != nil {
+		return name.Tag{}, nil, err
+	}
+	bimg, err := remote.Image(baseRef, append(opts, remote.WithContext(ctx))...)
+	if err != nil {
+		return name.Tag{}, nil, fmt.Errorf("reading the base %s: %w (build it with `malocal base build --from debian:bookworm --include %s`)",
+			base, err, strings.Join(BaseInclude, ","))
+	}
+	if err := baseimage.CheckBase(bimg); err != nil {
+		return name.Tag{}, nil, fmt.Errorf("%s: %w", base, err)
+	}
+	return imgRef, bimg, nil
 }
 
 func ref(registry, repoTag string) (name.Tag, error) {

@@ -68,21 +68,9 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 	if len(packages) == 0 {
 		packages = TorchPackages
 	}
-	baseRef, err := ref(registry, base)
+	imgRef, bimg, err := readBase(ctx, registry, base, image, opts)
 	if err != nil {
 		return "", err
-	}
-	imgRef, err := ref(registry, image)
-	if err != nil {
-		return "", err
-	}
-	bimg, err := remote.Image(baseRef, append(opts, remote.WithContext(ctx))...)
-	if err != nil {
-		return "", fmt.Errorf("reading the base %s: %w (build it with `malocal base build --from debian:bookworm --include %s`)",
-			base, err, strings.Join(BaseInclude, ","))
-	}
-	if err := baseimage.CheckBase(bimg); err != nil {
-		return "", fmt.Errorf("%s: %w", base, err)
 	}
 	bd, err := bimg.Digest()
 	if err != nil {
