@@ -46,4 +46,4 @@ bench: ## run the benchmarks against their peers (see bench/README.md)
 	$(GO) run ./bench/registry
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./bench/jobs
 	$(GO) run ./bench/audit
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/pytorch
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 90m ./bench/pytorch

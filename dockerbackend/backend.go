@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +24,9 @@ import (
 // containers reach it there and nowhere else but loopback. release closes
 // it once no job uses that gateway.
 type Gateways interface {
-	OpenS3(ctx context.Context, gatewayIP string) (endpoint string, release func(), err error)
+	// OpenS3 listens on gatewayIP, on port when it is not 0 (the port a
+	// running job's containers were given before a restart) and free.
+	OpenS3(ctx context.Context, gatewayIP string, port int) (endpoint string, release func(), err error)
 }
 
 // Config is what the Docker backend needs.
@@ -74,6 +77,7 @@ type task struct {
 	i     int
 	id    string
 	fresh bool // made by this run: to be started
+	pids  pidsWatch
 }
 
 type taskExit struct {
@@ -118,7 +122,7 @@ func (b *Backend) prepare(ctx context.Context, j *jobs.Job, r jobs.Reporter) (Co
 	if err != nil {
 		return Contract{}, err
 	}
-	endpoint, release, err := b.cfg.Gateways.OpenS3(ctx, gw)
+	endpoint, release, err := b.cfg.Gateways.OpenS3(ctx, gw, b.givenS3Port(ctx, j))
 	if err != nil {
 		return Contract{}, fmt.Errorf("opening the object store on the job network's gateway %s: %w", gw, err)
 	}
@@ -137,6 +141,32 @@ func (b *Backend) prepare(ctx context.Context, j *jobs.Job, r jobs.Reporter) (Co
 		Contract: jobs.Contract{S3Endpoint: endpoint, AccessKey: b.cfg.AccessKey, SecretKey: b.cfg.SecretKey, Region: b.cfg.Region},
 		Image:    image, Network: netName, DataDir: b.cfg.DataDir, PidsLimit: b.cfg.PidsLimit, DefaultMemory: b.cfg.DefaultMemory,
 	}, nil
+}
+
+// givenS3Port is the object store's port in the environment of a
+// container the job already has (made before a restart), so that the
+// gateway reopens where its tasks look even if the emulator's own S3 port
+// changed; 0 when the job has none yet.
+func (b *Backend) givenS3Port(ctx context.Context, j *jobs.Job) int {
+	for _, t := range j.Tasks {
+		if t.Container == "" || t.Status.Final() {
+			continue
+		}
+		c, err := b.cfg.Engine.ContainerInspect(ctx, t.Container, client.ContainerInspectOptions{})
+		if err != nil || c.Container.Config == nil {
+			continue
+		}
+		for _, kv := range c.Container.Config.Env {
+			if v, ok := strings.CutPrefix(kv, "S3_ENDPOINT="); ok {
+				if u, err := url.Parse(v); err == nil {
+					if p, err := strconv.Atoi(u.Port()); err == nil {
+						return p
+					}
+				}
+			}
+		}
+	}
+	return 0
 }
 
 func (b *Backend) ensureNetwork(ctx context.Context, j *jobs.Job, name string) (string, error) {
@@ -211,6 +241,7 @@ func (b *Backend) attach(ctx context.Context, j *jobs.Job, r jobs.Reporter, c Co
 	}
 	b.claimGPUs(j)
 	var tasks []*task
+	var fresh []newTask
 	var notes []string
 	for i, t := range j.Tasks {
 		if t.Status.Final() {
@@ -239,17 +270,49 @@ func (b *Backend) attach(ctx context.Context, j *jobs.Job, r jobs.Reporter, c Co
 		if err != nil {
 			return tasks, err
 		}
-		created, err := eng.ContainerCreate(ctx, ContainerSpec(j, i, c, gpus))
-		if err != nil {
-			return tasks, fmt.Errorf("creating task %d's container: %w", i, err)
-		}
-		r.Created(i, created.ID, gpus)
-		tasks = append(tasks, &task{i: i, id: created.ID, fresh: true})
+		fresh = append(fresh, newTask{i, gpus})
 	}
 	if len(notes) > 0 {
 		r.Event("after the restart: " + strings.Join(notes, "; "))
 	}
-	return tasks, nil
+	made, err := b.create(ctx, j, r, c, fresh)
+	return append(tasks, made...), err
+}
+
+// newTask is a task whose container is yet to be made, with its GPUs.
+type newTask struct {
+	i    int
+	gpus []string
+}
+
+// create makes the containers of fresh tasks at once, as start starts
+// them: one after the other, each create's round trip to a loaded engine
+// would add up. It returns those made, in task order, even on error.
+func (b *Backend) create(ctx context.Context, j *jobs.Job, r jobs.Reporter, c Contract, fresh []newTask) ([]*task, error) {
+	made := make([]*task, len(fresh))
+	errs := make([]error, len(fresh))
+	var wg sync.WaitGroup
+	for k, t := range fresh {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created, err := b.cfg.Engine.ContainerCreate(ctx, ContainerSpec(j, t.i, c, t.gpus))
+			if err != nil {
+				errs[k] = fmt.Errorf("creating task %d's container: %w", t.i, err)
+				return
+			}
+			r.Created(t.i, created.ID, t.gpus)
+			made[k] = &task{i: t.i, id: created.ID, fresh: true}
+		}()
+	}
+	wg.Wait()
+	var tasks []*task
+	for _, t := range made {
+		if t != nil {
+			tasks = append(tasks, t)
+		}
+	}
+	return tasks, errors.Join(errs...)
 }
 
 // reattach reads a container that existed before this run.
@@ -337,6 +400,9 @@ func (b *Backend) watch(ctx context.Context, j *jobs.Job, r jobs.Reporter, tasks
 		if hook := b.cfg.TaskStarted; hook != nil {
 			go hook(tctx, j.ID, t.i, t.id)
 		}
+		if b.cfg.PidsLimit > 0 {
+			go t.pids.follow(tctx, b.cfg.Engine, t.id)
+		}
 		go func() {
 			defer tcancel()
 			exits <- taskExit{t.i, b.wait(lctx, t.id)}
@@ -351,6 +417,9 @@ func (b *Backend) watch(ctx context.Context, j *jobs.Job, r jobs.Reporter, tasks
 	for len(left) > 0 {
 		select {
 		case e := <-exits:
+			if t := left[e.i]; t != nil && !stopping && e.exit.Reason == "" {
+				e.exit.Reason = t.pids.reason(e.exit.Code)
+			}
 			delete(left, e.i)
 			e.exit.Stopped = stopping
 			r.Exited(e.i, e.exit)
@@ -461,12 +530,19 @@ func (b *Backend) Cleanup(ctx context.Context, j *jobs.Job) error {
 	if err != nil {
 		return fmt.Errorf("listing the job's containers: %w", err)
 	}
-	var errs []error
-	for _, c := range list.Items {
-		if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("removing container %.12s: %w", c.ID, err))
-		}
+	// The containers go at once, then the network they were on.
+	errs := make([]error, len(list.Items), len(list.Items)+1)
+	var wg sync.WaitGroup
+	for k, c := range list.Items {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := eng.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !IsNotFound(err) {
+				errs[k] = fmt.Errorf("removing container %.12s: %w", c.ID, err)
+			}
+		}()
 	}
+	wg.Wait()
 	if _, err := eng.NetworkRemove(ctx, NetworkName(j), client.NetworkRemoveOptions{}); err != nil && !IsNotFound(err) {
 		errs = append(errs, fmt.Errorf("removing network %s: %w", NetworkName(j), err))
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -117,16 +118,30 @@ func (b *Browser) Open(route string) chromedp.Action[chromedp.Void] {
 	return chromedp.Navigate(b.base + "/" + route)
 }
 
-// Text returns the text of the first element matching sel.
+// Text returns the visible text of the first element matching sel, waiting
+// up to 30 s for one to exist. It finds and reads the element in one
+// evaluation: the console re-renders lists when a refresh lands (after each
+// upload, say), and a node found in one call can be gone by the next.
 func (b *Browser) Text(sel string) string {
 	b.t.Helper()
+	q, _ := json.Marshal(sel)
+	expr := fmt.Sprintf(`(() => { const el = document.querySelector(%s); return el ? el.innerText : null })()`, q)
 	ctx, cancel := context.WithTimeout(b.Ctx, 30*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		b.t.Fatalf("browser: text of %s: %v", sel, err)
+	for {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[*string](expr))
+		if err != nil {
+			b.t.Fatalf("browser: text of %s: %v", sel, err)
+		}
+		if s != nil {
+			return *s
+		}
+		select {
+		case <-ctx.Done():
+			b.t.Fatalf("browser: text of %s: no such element after 30 s (page at failure: %s)", sel, b.failureShot("text"))
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return s
 }
 
 // Screenshot saves the visible page as name in screenshotDir.

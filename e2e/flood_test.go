@@ -23,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/malocal/malocal/api"
 )
 
 const floodConns = 25000
@@ -206,16 +208,7 @@ func (h *floodHelper) open(t *testing.T) int {
 func TestFloodOnTheS3PortStarvesNothing(t *testing.T) {
 	const idle = 15 * time.Second
 	e := Start(t, WithArgs("--idle-timeout", idle.String()))
-	ctx := context.Background()
-	e.MakeBucket(t, "flood")
-	if _, err := e.S3Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("flood"), Key: aws.String("k"), Body: strings.NewReader("still here")}); err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, fileLayer("hello.txt", "hello\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.push(t, "test/flood:1", img)
+	seedFloodTargets(t, e)
 
 	start := time.Now()
 	var helpers []*floodHelper
@@ -238,16 +231,79 @@ func TestFloodOnTheS3PortStarvesNothing(t *testing.T) {
 		t.Fatalf("connected %d + refused %d, want %d, some held open", connected, refused, floodConns)
 	}
 
+	assertResponsive(t, e, "during the flood")
+
+	// Idle connections are closed after the idle timeout.
+	time.Sleep(time.Until(floodEnd.Add(idle + 5*time.Second)))
+	left := 0
+	for _, h := range helpers {
+		left += h.open(t)
+	}
+	if left != 0 {
+		t.Errorf("%d of %d idle connections still open %s after the flood ended (idle timeout %s)", left, open, time.Since(floodEnd).Round(time.Second), idle)
+	}
+
+	// A slow-loris client, sending its headers a byte a second, is cut off
+	// by the header timeout (10 s).
+	c, err := net.Dial("tcp", e.S3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := time.Now()
+	req := "GET /flood/k HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 60)
+	cut := false
+	for i := 0; i < len(req) && time.Since(s) < 30*time.Second; i++ {
+		if _, err := c.Write([]byte{req[i]}); err != nil {
+			cut = true
+			break
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		if _, err := c.Read(make([]byte, 512)); err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				cut = true // the server answered (408) and closed, or reset
+				break
+			}
+		}
+	}
+	t.Logf("slow-loris client cut off after %s", time.Since(s).Round(time.Second))
+	if !cut || time.Since(s) > 20*time.Second {
+		t.Errorf("slow-loris client still connected after %s", time.Since(s).Round(time.Second))
+	}
+}
+
+// seedFloodTargets gives assertResponsive what it reads: an object and an
+// image.
+func seedFloodTargets(t *testing.T, e *Emulator) {
+	t.Helper()
+	e.MakeBucket(t, "flood")
+	if _, err := e.S3Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String("flood"), Key: aws.String("k"), Body: strings.NewReader("still here")}); err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, fileLayer("hello.txt", "hello\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.push(t, "test/flood:1", img)
+}
+
+// assertResponsive checks that the CLI (through the API), an
+// authenticated S3 GET on the main S3 port and a registry pull each
+// answer within 5 s.
+func assertResponsive(t *testing.T, e *Emulator, when string) {
+	t.Helper()
+	ctx := context.Background()
 	timed := func(what string, f func() error) {
 		t.Helper()
 		s := time.Now()
 		err := f()
 		d := time.Since(s)
-		t.Logf("%s during the flood: %s", what, d.Round(time.Millisecond))
+		t.Logf("%s %s: %s", what, when, d.Round(time.Millisecond))
 		if err != nil {
-			t.Errorf("%s during the flood: %v", what, err)
+			t.Errorf("%s %s: %v", what, when, err)
 		} else if d > 5*time.Second {
-			t.Errorf("%s took %s during the flood, want under 5 s", what, d)
+			t.Errorf("%s took %s %s, want under 5 s", what, d, when)
 		}
 	}
 	timed("malocal status", func() error {
@@ -256,8 +312,8 @@ func TestFloodOnTheS3PortStarvesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	// The S3 listener is full of idle connections: a new client takes the
-	// place of one of them.
+	// When the S3 listener is full of idle connections, a new client
+	// takes the place of one of them.
 	timed("S3 GET", func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
@@ -298,43 +354,60 @@ func TestFloodOnTheS3PortStarvesNothing(t *testing.T) {
 		}
 		return nil
 	})
+}
 
-	// Idle connections are closed after the idle timeout.
-	time.Sleep(time.Until(floodEnd.Add(idle + 5*time.Second)))
-	left := 0
-	for _, h := range helpers {
-		left += h.open(t)
+// jobFlood is a job that floods its own network's gateway, the S3 address
+// its environment gives it: it opens FLOOD_N connections, each sending
+// one unauthenticated request and then staying idle, prints "held H
+// refused R", and holds them until it is stopped. Python: one process
+// holds them all, far under the pids limit.
+const jobFlood = `import os, resource, socket, sys, time, urllib.parse
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+u = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL"])
+held, refused = [], 0
+start = time.time()
+for i in range(int(os.environ["FLOOD_N"])):
+    try:
+        s = socket.create_connection((u.hostname, u.port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: flood\r\n\r\n")
+        held.append(s)
+    except (ConnectionResetError, ConnectionRefusedError, BrokenPipeError):
+        refused += 1
+print("held", len(held), "refused", refused, "in %.1f s" % (time.time() - start), flush=True)
+time.sleep(600)
+`
+
+// A job's container that opens thousands of idle connections to its
+// gateway cannot take the emulator down: while it holds them, the CLI,
+// an authenticated S3 GET on the main port and a registry pull answer
+// within 5 s.
+func TestFloodFromInsideAJobStarvesNothing(t *testing.T) {
+	const n = 6000
+	e, img := pythonJobEnv(t)
+	seedFloodTargets(t, e)
+	e.MakeBucket(t, "code")
+	j := submit(t, e, api.JobSpec{Name: "flood", Image: img, AppURL: "s3://code/x/",
+		Env: map[string]string{"FLOOD_N": strconv.Itoa(n)}, Command: []string{"python3", "-c", jobFlood}})
+	logs := waitLog(t, e, j.ID, "held ", 5*time.Minute)
+	var held, refused int
+	if i := strings.Index(logs, "held "); i < 0 {
+		t.Fatalf("no flood report:\n%s", logs)
+	} else if _, err := fmt.Sscanf(logs[i:], "held %d refused %d", &held, &refused); err != nil {
+		t.Fatalf("flood report: %v\n%s", err, logs)
 	}
-	if left != 0 {
-		t.Errorf("%d of %d idle connections still open %s after the flood ended (idle timeout %s)", left, open, time.Since(floodEnd).Round(time.Second), idle)
+	t.Logf("the job's flood of its gateway: %s", strings.TrimSpace(logs[strings.Index(logs, "held "):]))
+	if held+refused != n || held == 0 {
+		t.Fatalf("held %d + refused %d, want %d, some held", held, refused, n)
 	}
 
-	// A slow-loris client, sending its headers a byte a second, is cut off
-	// by the header timeout (10 s).
-	c, err := net.Dial("tcp", e.S3)
-	if err != nil {
-		t.Fatal(err)
+	assertResponsive(t, e, "during a job's flood of its gateway")
+
+	if _, err := e.Client().StopJob(context.Background(), j.ID); err != nil {
+		t.Fatalf("stopping the flood job: %v", err)
 	}
-	defer c.Close()
-	s := time.Now()
-	req := "GET /flood/k HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 60)
-	cut := false
-	for i := 0; i < len(req) && time.Since(s) < 30*time.Second; i++ {
-		if _, err := c.Write([]byte{req[i]}); err != nil {
-			cut = true
-			break
-		}
-		c.SetReadDeadline(time.Now().Add(time.Second))
-		if _, err := c.Read(make([]byte, 512)); err != nil {
-			var ne net.Error
-			if !errors.As(err, &ne) || !ne.Timeout() {
-				cut = true // the server answered (408) and closed, or reset
-				break
-			}
-		}
+	if j = waitFinal(t, e, j.ID, 2*time.Minute); j.Status != api.StatusCanceled {
+		t.Errorf("the flood job ended %s (%s), want canceled", j.Status, j.Reason)
 	}
-	t.Logf("slow-loris client cut off after %s", time.Since(s).Round(time.Second))
-	if !cut || time.Since(s) > 20*time.Second {
-		t.Errorf("slow-loris client still connected after %s", time.Since(s).Round(time.Second))
-	}
+	assertResponsive(t, e, "after a job's flood of its gateway")
 }

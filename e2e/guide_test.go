@@ -4,8 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -16,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/malocal/malocal/baseimage"
+	"github.com/malocal/malocal/api"
 )
 
 // The guides (docs/guide.en.md, docs/guide.zh-CN.md) mark what this test
@@ -46,7 +45,16 @@ import (
 // that the samples' and baseimage's tests cache (made by mmdebstrap with
 // the same packages) is there, `--from debian:bookworm --include
 // python3-pip,python3-numpy,libibverbs1` becomes `--from rootfs:<that file>`, which is
-// what mmdebstrap would produce, minutes sooner.
+// what mmdebstrap would produce, minutes sooner. And one step is given a
+// head start: before section 15's `malocal samples install --engine
+// pytorch`, the PyTorch image that an earlier test built on the same base
+// (see e2e.CacheImage) is pushed to the registry, so that the step, run as
+// written, finds it up to date instead of installing PyTorch again; with
+// none cached, the step builds it and this test caches it.
+//
+// After the step that submits section 15's PyTorch job, the job must have
+// completed, and every rank's log must say that it met the others at task
+// 0's address and joined the gloo group there.
 
 // guideStep is one runnable block of a guide.
 type guideStep struct {
@@ -190,12 +198,64 @@ func TestGuideLanguagesAgree(t *testing.T) {
 	}
 }
 
+// TestGuideDigestsConsistent needs nothing but the two files: the audit
+// reports a guide shows, whose digests TestGuide masks, still hold
+// together. Each image shown has one manifest and one config digest, full
+// sha256 ones, and no other image shows them (the guide's images are all
+// different builds); both guides show the same ones.
+func TestGuideDigestsConsistent(t *testing.T) {
+	full := regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	shown := map[string]map[string]string{} // guide → "image digest|config" → digest
+	for _, path := range []string{"../docs/guide.en.md", "../docs/guide.zh-CN.md"} {
+		byImage := map[string]string{}
+		owner := map[string]string{} // digest → the image that shows it
+		for _, st := range parseGuide(t, path) {
+			fields := map[string]string{}
+			for _, l := range strings.Split(st.output, "\n") {
+				if k, v, ok := strings.Cut(l, ":"); ok && (k == "image" || k == "digest" || k == "config") {
+					fields[k] = strings.TrimSpace(v)
+				}
+			}
+			img := fields["image"]
+			if img == "" {
+				continue
+			}
+			for _, k := range []string{"digest", "config"} {
+				d := fields[k]
+				if !full.MatchString(d) {
+					t.Errorf("%s:%d: %s's %s %q is not a full sha256 digest", path, st.line, img, k, d)
+				}
+				if prev, ok := byImage[img+" "+k]; ok && prev != d {
+					t.Errorf("%s:%d: %s's %s is %s here and %s before", path, st.line, img, k, d, prev)
+				}
+				if o, ok := owner[d]; ok && o != img {
+					t.Errorf("%s:%d: %s shows the %s %s that %s showed: a report shown for one image carries another's digest", path, st.line, img, k, d, o)
+				}
+				byImage[img+" "+k], owner[d] = d, img
+			}
+		}
+		if len(byImage) == 0 {
+			t.Fatalf("%s shows no audit report", path)
+		}
+		shown[path] = byImage
+	}
+	en, zh := shown["../docs/guide.en.md"], shown["../docs/guide.zh-CN.md"]
+	for k, d := range en {
+		if zh[k] != d {
+			t.Errorf("%s: guide.en.md shows %s, guide.zh-CN.md %q", k, d, zh[k])
+		}
+	}
+	for k, d := range zh {
+		if _, ok := en[k]; !ok {
+			t.Errorf("%s: guide.zh-CN.md shows %s, guide.en.md nothing", k, d)
+		}
+	}
+}
+
 // guideRootfs is the cached bookworm root filesystem with the guide's
 // packages, or "" when there is none and the step must run mmdebstrap.
 func guideRootfs() string {
-	pkgs := baseimage.IncludeList([]string{"python3-pip", "python3-numpy", "libibverbs1"})
-	sum := sha256.Sum256([]byte(strings.Join(pkgs, ",")))
-	p := filepath.Join(os.TempDir(), "malocal-test-cache", "rootfs-bookworm-"+hex.EncodeToString(sum[:6])+".tar")
+	p := RootfsCachePath([]string{"python3-pip", "python3-numpy", "libibverbs1"})
 	if _, err := os.Stat(p); err != nil {
 		return ""
 	}
@@ -234,8 +294,14 @@ func TestGuide(t *testing.T) {
 		if rootfs != "" {
 			script = strings.ReplaceAll(script, guideBaseSource, "--from rootfs:"+rootfs)
 		}
+		torchBuild := strings.Contains(script, "samples install --engine pytorch")
+		restored := torchBuild && restoreTorchImage(t, e)
 		start := time.Now()
-		stdout, all, code := runStep(t, work, env, script)
+		timeout := 10 * time.Minute
+		if torchBuild && !restored {
+			timeout = 25 * time.Minute // dpkg installs about 300 packages
+		}
+		stdout, all, code := runStep(t, work, env, script, timeout)
 		t.Logf("step %d (guide.en.md line %d): exit %d in %s", i+1, st.line, code, time.Since(start).Round(100*time.Millisecond))
 		if code != st.exit {
 			t.Fatalf("step %d (guide.en.md line %d) exited %d, want %d:\n%s\noutput:\n%s", i+1, st.line, code, st.exit, st.script, all)
@@ -244,14 +310,87 @@ func TestGuide(t *testing.T) {
 			t.Errorf("step %d (guide.en.md line %d) printed another output than the guide shows (masked):\n--- guide\n%s\n--- real\n%s\n--- real, as printed\n%s",
 				i+1, st.line, masked(st.output), masked(stdout), stdout)
 		}
+		if torchBuild && !restored {
+			e.CacheImage(t, e.TorchImageKey(t, guideBase), TorchImagePrefix, guideTorchImage)
+		}
+		if name, ok := ddpJobName(script); ok {
+			checkRendezvous(t, e, name, st.line)
+		}
 	}
 }
 
-// runStep runs one step with bash in dir: its stdout, its stdout and
-// stderr together, and its exit status.
-func runStep(t *testing.T, dir string, env []string, script string) (string, string, int) {
+// The PyTorch image of section 15 and the base it is built on.
+const (
+	guideBase       = "eiwizard/custom-cpu-base:1.0"
+	guideTorchImage = "demo/mnist-pytorch:1.0"
+)
+
+// restoreTorchImage pushes, before section 15's `malocal samples install
+// --engine pytorch`, the PyTorch image that an earlier test built on this
+// same base (the samples' tests, the PyTorch benchmark, or an earlier run
+// of this one), so that the step's own up-to-date check skips minutes of
+// dpkg: the step runs as written and says the image is up to date. It
+// reports whether there was one.
+func restoreTorchImage(t *testing.T, e *Emulator) bool {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	return e.RestoreImage(t, e.TorchImageKey(t, guideBase), guideTorchImage)
+}
+
+var ddpJobRE = regexp.MustCompile(`malocal job submit --name (\S+) --image demo/mnist-pytorch:`)
+
+// ddpJobName is the name of the PyTorch job a step submits.
+func ddpJobName(script string) (string, bool) {
+	m := ddpJobRE.FindStringSubmatch(script)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// checkRendezvous checks the PyTorch job that the step at line submitted:
+// it completed, and every rank's log says it met the others at task 0's
+// address and joined the gloo group there.
+func checkRendezvous(t *testing.T, e *Emulator, name string, line int) {
+	t.Helper()
+	ctx := context.Background()
+	js, err := e.Client().Jobs(ctx, "", name)
+	if err != nil || len(js) != 1 {
+		t.Fatalf("the job %s of the step at guide.en.md line %d: %v (%d jobs)", name, line, err, len(js))
+	}
+	j, err := e.Client().Job(ctx, js[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != api.StatusCompleted || len(j.Tasks) != j.Spec.Nodes || j.Spec.Nodes < 2 {
+		t.Fatalf("job %s (%s): %s (%s), %d tasks of %d nodes", j.ID, name, j.Status, j.Reason, len(j.Tasks), j.Spec.Nodes)
+	}
+	url := "tcp://" + j.Tasks[0].Host + ":"
+	for rank := range j.Spec.Nodes {
+		var b strings.Builder
+		err := e.Client().JobLogs(ctx, j.ID, rank, false, func(l api.LogLine) error {
+			b.WriteString(l.Text + "\n")
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("the logs of task %d of %s: %v", rank, j.ID, err)
+		}
+		for _, want := range []string{
+			fmt.Sprintf("rank %d of %d: gloo rendezvous at %s", rank, j.Spec.Nodes, url),
+			fmt.Sprintf("rank %d of %d: joined the gloo group at %s", rank, j.Spec.Nodes, url),
+			fmt.Sprintf("rank %d of %d: done", rank, j.Spec.Nodes),
+		} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("task %d of %s lacks %q:\n%s", rank, j.ID, want, b.String())
+			}
+		}
+	}
+}
+
+// runStep runs one step with bash in dir, killed after timeout: its
+// stdout, its stdout and stderr together, and its exit status.
+func runStep(t *testing.T, dir string, env []string, script string, timeout time.Duration) (string, string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "--noprofile", "--norc", "-c",
 		"set -euo pipefail\neval \"$(malocal env)\"\n"+script)
@@ -262,7 +401,7 @@ func runStep(t *testing.T, dir string, env []string, script string) (string, str
 	cmd.Stderr = all
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("step timed out after 10m:\n%s\noutput:\n%s", script, all.String())
+		t.Fatalf("step timed out after %s:\n%s\noutput:\n%s", timeout, script, all.String())
 	}
 	return stdout.String(), all.String(), exitCode(err)
 }

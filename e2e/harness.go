@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -32,8 +33,17 @@ var (
 	binErr  error
 )
 
-// Main runs the package's tests and removes the built binary afterwards.
+// Main builds the binary, runs the package's tests and removes the binary
+// afterwards. The build comes before m.Run so that it does not count
+// against `go test -timeout`: on a busy machine it takes minutes, and a
+// test's first Start used to spend the 10-minute default on it, then
+// die at whatever it had reached by then (a browser sign-in, say).
 func Main(m *testing.M) {
+	flag.Parse()
+	// Not for -list, nor for -short runs, whose tests start no emulator.
+	if f := flag.Lookup("test.list"); !testing.Short() && (f == nil || f.Value.String() == "") {
+		buildBinary()
+	}
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
@@ -44,6 +54,15 @@ func Main(m *testing.M) {
 // Binary builds the malocal binary once per test process and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
+	buildBinary()
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// buildBinary builds the binary once; Binary reports its error to the test.
+func buildBinary() {
 	binOnce.Do(func() {
 		binDir, binErr = os.MkdirTemp("", "malocal-e2e-bin-")
 		if binErr != nil {
@@ -56,10 +75,6 @@ func Binary(t testing.TB) string {
 			binErr = fmt.Errorf("building malocal: %v\n%s", err, out)
 		}
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
 }
 
 // Emulator is a `malocal up` process started for a test.
@@ -213,11 +228,29 @@ func (e *Emulator) Run(args ...string) Result {
 	return RunCLI(e.t, []string{"MALOCAL_DATA_DIR=" + e.DataDir}, args...)
 }
 
-// RunCLI runs the malocal binary with extra environment and arguments.
+// RunLong is Run for commands that may take longer than Run's 5 minutes
+// (e.g. `samples install --engine pytorch`, which installs about 300
+// Debian packages): they are killed after timeout.
+func (e *Emulator) RunLong(timeout time.Duration, args ...string) Result {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return RunCLIContext(ctx, e.t, []string{"MALOCAL_DATA_DIR=" + e.DataDir}, args...)
+}
+
+// RunCLI runs the malocal binary with extra environment and arguments,
+// killed after 5 minutes.
 func RunCLI(t testing.TB, env []string, args ...string) Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	return RunCLIContext(ctx, t, env, args...)
+}
+
+// RunCLIContext runs the malocal binary with extra environment and
+// arguments until it exits or ctx ends.
+func RunCLIContext(ctx context.Context, t testing.TB, env []string, args ...string) Result {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, Binary(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	var out, errb bytes.Buffer

@@ -521,12 +521,25 @@ func TestJobUsesTheVerdictOfAnEarlierAudit(t *testing.T) {
 // instead of taking the host's: the job fails, the emulator goes on.
 func TestJobForkLoopIsContained(t *testing.T) {
 	e, img := jobEnv(t, WithArgs("--pids-limit", "64"))
+	// The loop's shell dies at its first refused fork; the sleeps it
+	// started keep every pid, as a runaway loop's workers do, while the
+	// task waits 4 s without forking (reading /proc/uptime) and fails.
 	j := submit(t, e, api.JobSpec{Name: "forks", Image: img, AppURL: "s3://code/x/", Command: []string{"/bin/sh", "-c",
-		`i=0; while [ $i -lt 500 ]; do sleep 60 & if [ $? -ne 0 ]; then exit 3; fi; i=$((i+1)); done; echo "started 500"; exit 0`}})
+		`(i=0; while [ $i -lt 500 ]; do sleep 60 & i=$((i+1)); done; echo "started 500")
+read s _ </proc/uptime; s=${s%.*}
+while read n _ </proc/uptime; [ ${n%.*} -lt $((s+4)) ]; do :; done
+exit 3`}})
 	j = waitFinal(t, e, j.ID, 3*time.Minute)
 	logs := logsOf(t, e, j.ID, 0)
 	if j.Status != api.StatusFailed || strings.Contains(logs, "started 500") {
 		t.Fatalf("fork loop under a pids limit of 64: status %s (%s)\n%s", j.Status, j.Reason, logs)
+	}
+	// The reason names the limit, not only the exit code.
+	t.Logf("reason: %s", j.Reason)
+	for _, want := range []string{"task 0's processes reached their limit of 64", "--pids-limit", "code 3"} {
+		if !strings.Contains(j.Reason, want) {
+			t.Errorf("reason %q lacks %q", j.Reason, want)
+		}
 	}
 	if r := e.Run("status"); r.Code != 0 {
 		t.Errorf("status after the fork loop: exit %d\n%s", r.Code, r.Stderr)

@@ -202,8 +202,10 @@ func TestKubernetesBackend(t *testing.T) {
 	}
 
 	t.Run("a failing task fails the job", func(t *testing.T) {
+		// Task 1 gives up a few seconds in, so that task 0 has printed
+		// its line before it is stopped: the pods start in no set order.
 		j := submit(t, e, api.JobSpec{Name: "fails", Image: k.img, Nodes: 2, AppURL: "s3://code/new/",
-			Command: []string{`if [ "$DLS_TASK_INDEX" = 1 ]; then echo "task 1 gives up"; exit 3; fi; echo "task 0 waits"; sleep 300`}})
+			Command: []string{`if [ "$DLS_TASK_INDEX" = 1 ]; then sleep 5; echo "task 1 gives up"; exit 3; fi; echo "task 0 waits"; sleep 300`}})
 		j = waitFinal(t, e, j.ID, 3*time.Minute)
 		logs := logsOf(t, e, j.ID, -1)
 		if j.Status != api.StatusFailed || j.Reason != "task 1 exited with code 3" || j.ExitCode == nil || *j.ExitCode != 3 {

@@ -16,6 +16,14 @@ import (
 // readmeBlock returns the first ```lang block after the heading in README.md.
 func readmeBlock(t *testing.T, heading, lang string) string {
 	t.Helper()
+	return readmeBlocks(t, heading, lang)[0]
+}
+
+// readmeBlocks returns the ```lang blocks of the README.md section under
+// heading (up to the next heading of any level, outside a block), in order;
+// at least one, or the test fails.
+func readmeBlocks(t *testing.T, heading, lang string) []string {
+	t.Helper()
 	b, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -24,15 +32,36 @@ func readmeBlock(t *testing.T, heading, lang string) string {
 	if !ok {
 		t.Fatalf("README.md has no heading %q", heading)
 	}
-	_, rest, ok = strings.Cut(rest, "```"+lang+"\n")
-	if !ok {
-		t.Fatalf("README.md has no ```%s block after %q", lang, heading)
+	var blocks []string
+	var block []string
+	in, want := false, false
+	for _, l := range strings.SplitAfter(rest, "\n") {
+		switch {
+		case !in && strings.HasPrefix(l, "#"):
+			return checkBlocks(t, blocks, heading, lang)
+		case !in && strings.HasPrefix(l, "```"):
+			in, want, block = true, strings.TrimSpace(strings.TrimPrefix(l, "```")) == lang, nil
+		case in && strings.TrimSpace(l) == "```":
+			in = false
+			if want {
+				blocks = append(blocks, strings.Join(block, ""))
+			}
+		case in:
+			block = append(block, l)
+		}
 	}
-	block, _, ok := strings.Cut(rest, "```\n")
-	if !ok {
-		t.Fatalf("README.md: the ```%s block after %q does not end", lang, heading)
+	if in {
+		t.Fatalf("README.md: a block after %q does not end", heading)
 	}
-	return block
+	return checkBlocks(t, blocks, heading, lang)
+}
+
+func checkBlocks(t *testing.T, blocks []string, heading, lang string) []string {
+	t.Helper()
+	if len(blocks) == 0 {
+		t.Fatalf("README.md has no ```%s block under %q", lang, heading)
+	}
+	return blocks
 }
 
 // freePorts returns n loopback ports free a moment ago.

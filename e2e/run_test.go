@@ -167,8 +167,11 @@ print("uploaded")
 func TestRunFailingTaskExitCodeAndJUnit(t *testing.T) {
 	r := newRunEnv(t, map[string]string{"src/train.sh": "echo unused\n"})
 	imgs := LoadBusyboxImages(t)
+	// Task 1 fails a few seconds after its start, so that task 0 (which
+	// ends at once) has ended first: a failing task stops the others, and
+	// the containers start in parallel, in no set order.
 	res := r.run("--code", r.code, "--image", imgs.Image, "--nodes", "2", "--junit", r.junit, "--output", r.output, "--",
-		"/bin/sh", "-c", `echo "hello from $DLS_TASK_INDEX"; if [ "$DLS_TASK_INDEX" = 1 ]; then echo "failing now" >&2; exit 7; fi`)
+		"/bin/sh", "-c", `echo "hello from $DLS_TASK_INDEX"; if [ "$DLS_TASK_INDEX" = 1 ]; then sleep 5; echo "failing now" >&2; exit 7; fi`)
 	if res.Code != 7 {
 		t.Fatalf("exit %d, want 7\nstdout:\n%s\nstderr:\n%s", res.Code, res.Stdout, res.Stderr)
 	}

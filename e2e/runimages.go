@@ -2,14 +2,11 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,10 +97,8 @@ func LoadPythonBase(t testing.TB) string {
 // elsewhere the test is skipped, as making it needs the Debian mirror.
 func cachedRootfs(t testing.TB, include []string) string {
 	t.Helper()
-	pkgs := baseimage.IncludeList(include)
-	sum := sha256.Sum256([]byte(strings.Join(pkgs, ",")))
-	dir := filepath.Join(os.TempDir(), "malocal-test-cache")
-	p := filepath.Join(dir, "rootfs-bookworm-"+hex.EncodeToString(sum[:6])+".tar")
+	p := RootfsCachePath(include)
+	dir := filepath.Dir(p)
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}

@@ -46,7 +46,8 @@ func writeSamples(t *testing.T, dataDir, job string, n int, start time.Time) {
 const scrollToUsage = `window.scrollTo(0, document.querySelector('#usage').getBoundingClientRect().top + window.scrollY - 72)`
 
 // The console and the CLI over stored samples, log download and Copy job.
-// (Live sampling of real tasks is TestJobMetricsLiveSampling.)
+// (Live samples of real tasks: TestJobMetricsLiveSampling over the API,
+// TestConsoleUsagePanelLive in the page.)
 func TestConsoleUsagePanelLogDownloadAndCopyJob(t *testing.T) {
 	RequireChromium(t)
 	e, img := jobEnv(t)

@@ -35,7 +35,7 @@ type gatewayListener struct {
 }
 
 // OpenS3 implements jobs.Gateways.
-func (g *gateways) OpenS3(ctx context.Context, ip string) (string, func(), error) {
+func (g *gateways) OpenS3(ctx context.Context, ip string, port int) (string, func(), error) {
 	if net.ParseIP(ip) == nil {
 		return "", nil, fmt.Errorf("gateway %q is not an IP address", ip)
 	}
@@ -46,7 +46,10 @@ func (g *gateways) OpenS3(ctx context.Context, ip string) (string, func(), error
 		return l.endpoint, g.releaser(ip), nil
 	}
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(g.port)))
+	if port == 0 {
+		port = g.port
+	}
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 	if errors.Is(err, syscall.EADDRINUSE) {
 		ln, err = lc.Listen(ctx, "tcp", net.JoinHostPort(ip, "0"))
 	}

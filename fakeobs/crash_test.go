@@ -128,16 +128,22 @@ func waitTemp(t *testing.T, root string, n int, min int64) {
 	t.Fatalf("server never had %d partial writes in progress", n)
 }
 
-func waitSize(t *testing.T, name string, min int64) {
+// waitBytes waits until name holds want at off.
+func waitBytes(t *testing.T, name string, off int64, want []byte) {
 	t.Helper()
+	got := make([]byte, len(want))
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if fi, err := os.Stat(name); err == nil && fi.Size() >= min {
-			return
+		if f, err := os.Open(name); err == nil {
+			n, _ := f.ReadAt(got, off)
+			f.Close()
+			if n == len(want) && bytes.Equal(got, want) {
+				return
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("%s never reached %d bytes", name, min)
+	t.Fatalf("%s never held the %d bytes expected at %d", name, len(want), off)
 }
 
 func TestKill9DuringPutAndMultipart(t *testing.T) {
@@ -173,8 +179,9 @@ func TestKill9DuringPutAndMultipart(t *testing.T) {
 	go w1.Write(newBody[:4<<20])
 	go w2.Write(parts[2][:1<<20])
 	waitTemp(t, root, 1, 1<<20)
-	// Part 3 is written in place, after parts 1 and 2 in the upload's data.
-	waitSize(t, filepath.Join(root, uploadsDir, aws.ToString(cr.UploadId), uploadData), 10<<20+1<<20)
+	// Part 3 is written in place, after parts 1 and 2 in the upload's data
+	// (preallocated, so its size says nothing: wait for the bytes).
+	waitBytes(t, filepath.Join(root, uploadsDir, aws.ToString(cr.UploadId), uploadData), 10<<20, parts[2][:64<<10])
 	c.kill9(t)
 	w1.CloseWithError(io.ErrClosedPipe)
 	w2.CloseWithError(io.ErrClosedPipe)

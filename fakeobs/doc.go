@@ -2,9 +2,15 @@
 // ModelArts' OBS) served by gofakes3 over a disk backend of our own.
 //
 // Objects are plain files under <root>/<bucket>/<key>, so users can look at
-// them; metadata lives in sidecars under <root>/.meta. Writes stream to a
+// them; metadata lives in sidecars under <root>/.meta. A key segment too
+// long for a file name (keys may be 1,024 bytes, names 255) is stored under
+// a name made from its hash, and listed by the segment recorded for it in
+// .meta (longseg.go). Writes stream to a
 // temp file and are fsynced and renamed into place, so a failed or
-// interrupted request leaves the previous object whole. Multipart parts are
+// interrupted request leaves the previous object whole. Bodies of 1 MiB and
+// more are written with direct I/O (direct.go): a machine that also builds
+// images has its page cache full of dirty pages, and the kernel throttles
+// every buffered writer there. Multipart parts are
 // files too and survive a restart. Every request must carry an AWS
 // Signature V4 made with the emulator's credentials, scoped to the store's
 // region.

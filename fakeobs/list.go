@@ -89,8 +89,10 @@ func (b *backend) list(bucket string, q listQuery) (*listResult, error) {
 	}
 
 	type entry struct {
-		name, order string
-		dir         bool
+		name  string // on disk
+		seg   string // in the key: name, or the segment behind an alias
+		order string
+		dir   bool
 	}
 	var walk func(dir, kp string) error
 	walk = func(dir, kp string) error {
@@ -103,23 +105,33 @@ func (b *backend) list(bucket string, q listQuery) (*listResult, error) {
 		}
 		ents := make([]entry, 0, len(des))
 		for _, d := range des {
-			switch {
-			case d.IsDir():
-				ents = append(ents, entry{d.Name(), d.Name() + "/", true})
-			case d.Type().IsRegular():
-				ents = append(ents, entry{d.Name(), d.Name(), false})
+			if !d.IsDir() && !d.Type().IsRegular() {
+				continue
+			}
+			seg := d.Name()
+			if strings.HasPrefix(seg, aliasPrefix) {
+				// Sorted and matched by its segment, not its hash.
+				var ok bool
+				if seg, ok = b.aliasSegment(bucket, strings.TrimPrefix(dir+"/"+d.Name(), bucket+"/"), d.Name()); !ok {
+					continue
+				}
+			}
+			if d.IsDir() {
+				ents = append(ents, entry{d.Name(), seg, seg + "/", true})
+			} else {
+				ents = append(ents, entry{d.Name(), seg, seg, false})
 			}
 		}
 		// A directory sorts as "name/", as its keys do.
 		sort.Slice(ents, func(i, j int) bool { return ents[i].order < ents[j].order })
 		for _, e := range ents {
 			if !e.dir {
-				if err := visit(kp + e.name); err != nil {
+				if err := visit(kp + e.seg); err != nil {
 					return err
 				}
 				continue
 			}
-			p := kp + e.name + "/"
+			p := kp + e.seg + "/"
 			if !strings.HasPrefix(p, q.prefix) && !strings.HasPrefix(q.prefix, p) {
 				continue
 			}

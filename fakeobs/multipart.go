@@ -24,11 +24,13 @@ import (
 // key and metadata. A part is either its own file "p<number>-<md5hex>",
 // renamed into place only when whole, or, in the common case of parts of
 // one fixed size, written straight into the file "data" at its final offset
-// and recorded by an empty marker "i<number>-<md5hex>-<offset>-<size>"
-// created after the bytes are fsynced. Then completing the upload is a
-// rename, not a second full write of the object. Either way parts survive a
-// restart and a part's ETag never disagrees with its bytes: a region of
-// "data" is only ever written by the one part that reserved it.
+// and recorded in the part log (partlog.go) after the bytes are fsynced.
+// Then completing the upload is a rename, not a second full write of the
+// object. Either way parts survive a restart and a part's ETag never
+// disagrees with its bytes: a region of "data" is only ever written by the
+// one part that reserved it. Uploads begun by earlier versions recorded
+// parts in place as empty marker files "i<number>-<md5hex>-<offset>-<size>";
+// those are still read.
 
 type uploadFile struct {
 	Bucket    string            `json:"bucket"`
@@ -42,9 +44,9 @@ type partFile struct {
 	etag    string
 	size    int64
 	mod     time.Time
-	name    string
-	inPlace bool  // bytes are in "data" at off
-	off     int64 // when inPlace
+	name    string // the part's file or marker; "" for a part in the log
+	inPlace bool   // bytes are in "data" at off
+	off     int64  // when inPlace
 }
 
 const uploadData = "data"
@@ -109,7 +111,13 @@ func (b *backend) parts(id gofakes3.UploadID) (map[int]partFile, error) {
 		}
 		return nil, fmt.Errorf("fakeobs: list parts of %s: %w", id, err)
 	}
-	out := map[int]partFile{}
+	out, err := b.readPartLog(id)
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = map[int]partFile{}
+	}
 	for _, d := range des {
 		fi, err := d.Info()
 		if err != nil {
@@ -145,10 +153,6 @@ func parsePartName(name string) (int, string, bool) {
 		return 0, "", false
 	}
 	return n, etag, true
-}
-
-func markerName(num int, etag string, off, size int64) string {
-	return fmt.Sprintf("i%05d-%s-%d-%d", num, etag, off, size)
 }
 
 func parseMarkerName(name string) (num int, etag string, off, size int64, ok bool) {
@@ -303,9 +307,24 @@ func (b *backend) uploadPartInPlace(id gofakes3.UploadID, num int, off, size int
 		return "", diskError("open upload data", err)
 	}
 	defer f.Close()
-	sum, err := copyBody(&regionWriter{b: b, f: f, start: off, off: off, flushed: off}, input, size)
+	preallocate(f, off, size)
+	var w io.Writer = &regionWriter{b: b, f: f, start: off, off: off, flushed: off}
+	var dw *directWriter
+	if size >= directMinSize {
+		dw = b.newDirectWriter(name, f, off)
+	}
+	if dw != nil {
+		defer dw.close()
+		w = dw
+	}
+	sum, err := copyBody(w, input, size)
 	if err != nil {
 		return "", err
+	}
+	if dw != nil {
+		if err := dw.flush(); err != nil {
+			return "", diskError("write upload data", err)
+		}
 	}
 	if err := syncData(f); err != nil {
 		return "", diskError("sync upload data", err)
@@ -317,19 +336,11 @@ func (b *backend) uploadPartInPlace(id gofakes3.UploadID, num int, off, size int
 	if err != nil {
 		return "", err // aborted meanwhile
 	}
-	marker := markerName(num, etag, off, size)
-	m, err := b.root.OpenFile(path.Join(uploadPath(id), marker), os.O_CREATE|os.O_WRONLY, 0o600)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", gofakes3.ErrNoSuchUpload // aborted meanwhile
-		}
-		return "", diskError("record part", err)
-	}
-	m.Close()
-	if err := b.syncDir(uploadPath(id)); err != nil {
+	p := partFile{number: num, etag: etag, size: size, mod: b.now(), inPlace: true, off: off}
+	if err := b.writePartSlot(id, num, encodePartSlot(p)); err != nil {
 		return "", err
 	}
-	b.replacePart(id, ps, partFile{number: num, etag: etag, size: size, mod: b.now(), name: marker, inPlace: true, off: off})
+	b.replacePart(id, ps, p)
 	return `"` + etag + `"`, nil
 }
 
@@ -382,12 +393,19 @@ func (b *backend) putPart(id gofakes3.UploadID, partNumber int, t *tempFile, eta
 }
 
 // replacePart records p as the upload's part p.number, the one sent last,
-// and removes the file of the part it replaces. The caller holds the
-// upload's lock.
+// and removes the file or clears the log slot of the part it replaces. The
+// caller holds the upload's lock.
 func (b *backend) replacePart(id gofakes3.UploadID, ps map[int]partFile, p partFile) {
-	if old, ok := ps[p.number]; ok && old.name != p.name {
-		if err := b.root.Remove(path.Join(uploadPath(id), old.name)); err != nil {
-			b.log.Warn("fakeobs: remove replaced part", "upload", id, "part", old.name, "err", err)
+	if old, ok := ps[p.number]; ok {
+		switch {
+		case old.inPlace && old.name == "":
+			if err := b.writePartSlot(id, old.number, make([]byte, partSlotSize)); err != nil {
+				b.log.Warn("fakeobs: clear replaced part", "upload", id, "part", old.number, "err", err)
+			}
+		case old.name != p.name:
+			if err := b.root.Remove(path.Join(uploadPath(id), old.name)); err != nil {
+				b.log.Warn("fakeobs: remove replaced part", "upload", id, "part", old.name, "err", err)
+			}
 		}
 	}
 	ps[p.number] = p

@@ -30,7 +30,11 @@ import (
 // dot-directories never collide with a bucket):
 //
 //	<bucket>/<key>                  object data, a plain file users can read
+//	<bucket>/…/%long-<sha256>       a key segment over 255 bytes (or one that
+//	                                begins "%long-"), by the hash of the segment
 //	.meta/<bucket>/bucket.json      bucket creation time
+//	.meta/<bucket>/long/<hh>/<sha256>  the segment behind an alias, by the hash
+//	                                of the alias's path (see longseg.go)
 //	.meta/<bucket>/<hh>/<sha256>    sidecar of a key (metadata, ETag), by hash
 //	                                so that sidecars never collide with key paths
 //	.meta/<bucket>/<hh>/<sha256>.data  data of a "folder/" key (a directory
@@ -42,8 +46,10 @@ const (
 	tmpDir     = ".tmp"
 	uploadsDir = ".uploads"
 
-	maxKeyLen     = gofakes3.KeySizeLimit
-	maxSegmentLen = 255 // NAME_MAX of common Linux file systems
+	maxKeyLen = gofakes3.KeySizeLimit
+	// maxSegmentLen is NAME_MAX of common file systems: longer key segments
+	// are stored under an alias (longseg.go).
+	maxSegmentLen = 255
 )
 
 var (
@@ -66,6 +72,8 @@ type backend struct {
 	tree sync.RWMutex
 
 	uploadTTL time.Duration
+
+	segs segCache // segments behind long-segment aliases (longseg.go)
 
 	// reserved are regions of uploads' "data" files being written in place.
 	resMu    sync.Mutex
@@ -190,8 +198,6 @@ func checkKey(key string) error {
 			return errKeyUnsupported(key, "empty path segment")
 		case s == "." || s == "..":
 			return errKeyUnsupported(key, "'.' or '..' path segment")
-		case len(s) > maxSegmentLen:
-			return gofakes3.ResourceError(gofakes3.ErrKeyTooLong, key)
 		}
 	}
 	return nil
@@ -222,7 +228,7 @@ func dataPath(bucket, key string) string {
 	if isDirKey(key) {
 		return sidecarPath(bucket, key) + ".data"
 	}
-	return bucket + "/" + key
+	return bucket + "/" + diskKey(key)
 }
 
 func (b *backend) bucketExists(name string) (bool, error) {
@@ -418,6 +424,8 @@ type tempFile struct {
 	written, flushed int64 // bytes written, and handed to writeback
 
 	keep bool // not ours to remove on failure (an upload's data file)
+
+	dw *directWriter // set when the data goes past the page cache
 }
 
 // writebackChunk is how much a temp file accumulates before its writeback
@@ -439,6 +447,9 @@ func (t *tempFile) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if t.dw != nil {
+		return t.dw.Write(p)
+	}
 	n, err := t.f.Write(p)
 	t.written += int64(n)
 	if t.written-t.flushed >= writebackChunk {
@@ -450,6 +461,14 @@ func (t *tempFile) Write(p []byte) (int, error) {
 
 // finish fsyncs and closes the file and returns its size and mtime.
 func (t *tempFile) finish() (int64, time.Time, error) {
+	if t.dw != nil {
+		err := t.dw.flush()
+		t.dw.close()
+		t.dw = nil
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("fakeobs: write temp file: %w", err)
+		}
+	}
 	if err := t.f.Sync(); err != nil {
 		return 0, time.Time{}, fmt.Errorf("fakeobs: sync temp file: %w", err)
 	}
@@ -465,6 +484,10 @@ func (t *tempFile) finish() (int64, time.Time, error) {
 
 // discard removes the temp file unless it was renamed into place.
 func (t *tempFile) discard() {
+	if t.dw != nil {
+		t.dw.close()
+		t.dw = nil
+	}
 	if t.done {
 		return
 	}
@@ -535,6 +558,9 @@ func (b *backend) spool(r io.Reader, size int64) (*tempFile, []byte, error) {
 	t, err := b.createTemp()
 	if err != nil {
 		return nil, nil, err
+	}
+	if size < 0 || size >= directMinSize {
+		t.dw = b.newDirectWriter(t.name, t.f, 0)
 	}
 	sum, err := copyBody(t, r, size)
 	if err != nil {
@@ -838,6 +864,9 @@ func (b *backend) commit(bucket, key string, t *tempFile, etag string, meta map[
 			return err
 		}
 	}
+	if err := b.ensureAliases(bucket, strings.TrimSuffix(key, "/")); err != nil {
+		return err
+	}
 	dst := dataPath(bucket, key)
 	if isDirKey(key) {
 		// The directory makes "folder/" show up in listings.
@@ -878,7 +907,7 @@ func (b *backend) mkdirs(bucket, dir string) error {
 	if dir == "." || dir == "" {
 		return nil
 	}
-	err := b.mkdirAll(bucket + "/" + dir)
+	err := b.mkdirAll(bucket + "/" + diskKey(dir))
 	if err == nil {
 		return nil
 	}
@@ -912,6 +941,11 @@ func (b *backend) deleteObject(bucket, key string) error {
 			return err
 		}
 	}
+	if !isDirKey(key) {
+		if err := b.dropAlias(bucket, dst); err != nil {
+			return err
+		}
+	}
 	if err := b.root.Remove(sidecarPath(bucket, key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("fakeobs: delete sidecar of %s/%s: %w", bucket, key, err)
 	}
@@ -930,8 +964,20 @@ func (b *backend) pruneDirs(bucket, dir string) {
 		if _, err := b.root.Stat(dataPath(bucket, dir+"/")); err == nil {
 			return
 		}
-		if err := b.root.Remove(bucket + "/" + dir); err != nil {
+		disk := bucket + "/" + diskKey(dir)
+		if err := b.root.Remove(disk); err != nil {
 			return // not empty (or gone): stop
+		}
+		if strings.HasPrefix(path.Base(disk), aliasPrefix) {
+			// The alias must be gone for good before its record goes, or a
+			// crash could bring back an alias nobody can name.
+			if err := b.syncDir(path.Dir(disk)); err != nil {
+				b.log.Warn("fakeobs: prune", "bucket", bucket, "dir", dir, "err", err)
+				return
+			}
+			if err := b.dropAlias(bucket, disk); err != nil {
+				b.log.Warn("fakeobs: prune", "bucket", bucket, "dir", dir, "err", err)
+			}
 		}
 		dir = path.Dir(dir)
 	}

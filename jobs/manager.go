@@ -386,7 +386,7 @@ func (m *Manager) startRun(b *batch, j *Job) {
 // run runs attempts of a job until one decides it or no retry is left.
 func (m *Manager) run(ctx context.Context, id string) {
 	for {
-		out, detached := m.attempt(ctx, id)
+		out, jc, detached := m.attempt(ctx, id)
 		if detached {
 			return // the tasks go on; the next start re-attaches
 		}
@@ -404,9 +404,15 @@ func (m *Manager) run(ctx context.Context, id string) {
 			m.event(b, j, "", fmt.Sprintf("%s; retrying (attempt %d of %d)", out.reason, j.Attempt+1, j.Spec.Retries+1))
 		})
 		if retry {
+			m.cleanup(ctx, id, jc)
 			continue
 		}
+		// The last attempt's containers go while its logs are uploaded:
+		// both come before the final status, neither needs the other.
+		var cleaned sync.WaitGroup
+		cleaned.Go(func() { m.cleanup(ctx, id, jc) })
 		m.uploadLogs(id)
+		cleaned.Wait()
 		m.locked(func(b *batch) {
 			j := m.jobs[id]
 			m.unreserve(j)
@@ -418,11 +424,23 @@ func (m *Manager) run(ctx context.Context, id string) {
 	}
 }
 
-// attempt is one run of a job's tasks through the backend.
-func (m *Manager) attempt(ctx context.Context, id string) (out outcome, detached bool) {
+// cleanup removes what an attempt made (jc, the job it ran), noting a
+// failure among the job's events.
+func (m *Manager) cleanup(ctx context.Context, id string, jc *Job) {
+	if err := m.cfg.Backend.Cleanup(context.WithoutCancel(ctx), jc); err != nil {
+		m.locked(func(b *batch) {
+			if j := m.jobs[id]; j != nil {
+				m.event(b, j, "", "cleanup: "+err.Error())
+			}
+		})
+	}
+}
+
+// attempt is one run of a job's tasks through the backend; the caller
+// cleans up after it (jc) unless it detached.
+func (m *Manager) attempt(ctx context.Context, id string) (out outcome, jc *Job, detached bool) {
 	actx, decided := context.WithCancelCause(ctx)
 	defer decided(nil)
-	var jc *Job
 	m.locked(func(b *batch) {
 		j := m.jobs[id]
 		if hn, ok := m.cfg.Backend.(HostNamer); ok {
@@ -440,24 +458,21 @@ func (m *Manager) attempt(ctx context.Context, id string) (out outcome, detached
 	err := m.cfg.Backend.Run(actx, jc, rep)
 	rep.closeLogs()
 	if errors.Is(context.Cause(ctx), ErrDetach) {
-		return outcome{}, true
-	}
-	if cerr := m.cfg.Backend.Cleanup(context.WithoutCancel(ctx), jc); cerr != nil {
-		rep.Event("cleanup: " + cerr.Error())
+		return outcome{}, jc, true
 	}
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errStopped):
-		return outcome{status: StatusCanceled, code: -1, reason: "stopped by the user"}, false
+		return outcome{status: StatusCanceled, code: -1, reason: "stopped by the user"}, jc, false
 	case errors.Is(cause, errTimedOut), errors.Is(err, ErrTimeLimit):
-		return outcome{status: StatusTimeout, code: 124, reason: "time limit of " + jc.Spec.Timeout.String() + " reached"}, false
+		return outcome{status: StatusTimeout, code: 124, reason: "time limit of " + jc.Spec.Timeout.String() + " reached"}, jc, false
 	}
 	if o, ok := rep.result(); ok {
-		return o, false
+		return o, jc, false
 	}
 	if err != nil {
-		return outcome{status: StatusFailed, code: -1, reason: err.Error()}, false
+		return outcome{status: StatusFailed, code: -1, reason: err.Error()}, jc, false
 	}
-	return outcome{status: StatusFailed, code: -1, reason: "the backend ended the run before the tasks' exits decided it"}, false
+	return outcome{status: StatusFailed, code: -1, reason: "the backend ended the run before the tasks' exits decided it"}, jc, false
 }
 
 // uploadLogs copies the job's task logs to <log_url>/<job id>/ when the

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -828,5 +829,69 @@ func TestABackendNamesItsHostsPerAttempt(t *testing.T) {
 	e.b.waitStarted(t, j.ID)
 	if got, _ := e.m.Get(context.Background(), j.ID); got.Tasks[1].Host != "h1-a1" {
 		t.Errorf("a retry's host %q", got.Tasks[1].Host)
+	}
+}
+
+// meetingBackend's Cleanup and meetingUploader's UploadDir each wait for
+// the other to have begun: run at once they meet; one after the other,
+// the first gives up after a while and says so.
+type meetingBackend struct {
+	*fakeBackend
+	cleaning, uploading chan struct{}
+	serial              atomic.Bool
+}
+
+func (b *meetingBackend) meet(mine, theirs chan struct{}) {
+	close(mine)
+	select {
+	case <-theirs:
+	case <-time.After(2 * time.Second):
+		b.serial.Store(true)
+	}
+}
+
+func (b *meetingBackend) Cleanup(ctx context.Context, j *Job) error {
+	b.meet(b.cleaning, b.uploading)
+	return b.fakeBackend.Cleanup(ctx, j)
+}
+
+type meetingUploader struct{ b *meetingBackend }
+
+func (u meetingUploader) UploadDir(context.Context, string, string) error {
+	u.b.meet(u.b.uploading, u.b.cleaning)
+	return nil
+}
+
+func TestTheLastAttemptIsCleanedUpWhileItsLogsAreUploaded(t *testing.T) {
+	b := &meetingBackend{fakeBackend: newFakeBackend(), cleaning: make(chan struct{}), uploading: make(chan struct{})}
+	dir := t.TempDir()
+	st, err := OpenStore(filepath.Join(dir, "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Store: st, Backend: b, LogDir: filepath.Join(dir, "logs"), Images: fakeImages{}, Uploader: meetingUploader{b}}
+	e := startEnv(t, cfg, b.fakeBackend)
+	s := spec("meet", 2)
+	s.LogURL = "s3://bkt/logs/"
+	j := e.submit(t, s)
+	b.waitStarted(t, j.ID)
+	b.exit(t, j.ID, 0, 0)
+	b.exit(t, j.ID, 1, 0)
+	got := e.waitFinal(t, j.ID)
+	if got.Status != StatusCompleted {
+		t.Fatalf("job %s %s", got.Status, got.Reason)
+	}
+	if b.serial.Load() {
+		t.Error("the cleanup and the log upload ran one after the other")
+	}
+	if len(b.cleaned) != 1 {
+		t.Errorf("cleanups %v", b.cleaned)
+	}
+	var uploaded bool
+	for _, ev := range got.Events {
+		uploaded = uploaded || strings.HasPrefix(ev.Message, "logs uploaded to s3://bkt/logs/"+j.ID+"/")
+	}
+	if !uploaded {
+		t.Errorf("no upload among the events %+v", got.Events)
 	}
 }

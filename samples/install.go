@@ -248,23 +248,9 @@ func BuildImage(ctx context.Context, registry, base, image string, progress io.W
 	if err != nil {
 		return "", err
 	}
-	img, err := mutate.Append(bimg, mutate.Addendum{
-		Layer:   layer,
-		History: v1.History{Created: v1.Time{Time: baseimage.LayerTime}, CreatedBy: "malocal samples install: /usr/local/bin/python -> /usr/bin/python3"},
-	})
+	img, err := sampleImage(bimg, layer, "malocal samples install: /usr/local/bin/python -> /usr/bin/python3",
+		map[string]string{LabelSample: "mnist"})
 	if err != nil {
-		return "", err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return "", err
-	}
-	cf = cf.DeepCopy()
-	if cf.Config.Labels == nil {
-		cf.Config.Labels = map[string]string{}
-	}
-	cf.Config.Labels[LabelSample] = "mnist"
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return "", err
 	}
 	d, err := img.Digest()
@@ -374,4 +360,28 @@ func pythonLayer() (v1.Layer, error) {
 	}
 	data := buf.Bytes()
 	return tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+}
+
+// sampleImage is base with one more layer, its history line and the
+// sample's labels: how both sample images are made from their base.
+func sampleImage(base v1.Image, layer v1.Layer, createdBy string, labels map[string]string) (v1.Image, error) {
+	img, err := mutate.Append(base, mutate.Addendum{
+		Layer:   layer,
+		History: v1.History{Created: v1.Time{Time: baseimage.LayerTime}, CreatedBy: createdBy},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	if cf.Config.Labels == nil {
+		cf.Config.Labels = map[string]string{}
+	}
+	for k, v := range labels {
+		cf.Config.Labels[k] = v
+	}
+	return mutate.ConfigFile(img, cf)
 }

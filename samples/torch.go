@@ -126,8 +126,25 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 		_ = exec.CommandContext(dctx, docker, "rmi", "-f", loaded, committed).Run()
 	}
 	defer cleanup()
+	// The loaded copy gets an image ID of its own (a label): the same base
+	// loaded under its own name by someone else has the same ID, and the
+	// engine's removal of our name, racing their load, could take their
+	// image with it.
+	bcf, err := bimg.ConfigFile()
+	if err != nil {
+		return "", err
+	}
+	bcf = bcf.DeepCopy()
+	if bcf.Config.Labels == nil {
+		bcf.Config.Labels = map[string]string{}
+	}
+	bcf.Config.Labels["org.malocal.build"] = id
+	lbase, err := mutate.ConfigFile(bimg, bcf)
+	if err != nil {
+		return "", err
+	}
 	fmt.Fprintf(progress, "loading the base %s into the Docker engine\n", base)
-	if err := dockerLoad(ctx, docker, loaded, bimg); err != nil {
+	if err := dockerLoad(ctx, docker, loaded, lbase); err != nil {
 		return "", err
 	}
 	fmt.Fprintf(progress, "installing %s in a container of the base (dpkg, no network)\n", strings.Join(packages, ", "))
@@ -166,24 +183,9 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 	if len(layers) != len(blayers)+1 {
 		return "", fmt.Errorf("the committed image has %d layers, want the base's %d and one more", len(layers), len(blayers))
 	}
-	img, err := mutate.Append(bimg, mutate.Addendum{
-		Layer:   layers[len(layers)-1],
-		History: v1.History{Created: v1.Time{Time: baseimage.LayerTime}, CreatedBy: "malocal samples install --engine pytorch: apt-get install " + strings.Join(packages, " ")},
-	})
+	img, err := sampleImage(bimg, layers[len(layers)-1], "malocal samples install --engine pytorch: apt-get install "+strings.Join(packages, " "),
+		map[string]string{LabelSample: "mnist-pytorch", LabelSampleBase: stamp})
 	if err != nil {
-		return "", err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return "", err
-	}
-	cf = cf.DeepCopy()
-	if cf.Config.Labels == nil {
-		cf.Config.Labels = map[string]string{}
-	}
-	cf.Config.Labels[LabelSample] = "mnist-pytorch"
-	cf.Config.Labels[LabelSampleBase] = stamp
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		return "", err
 	}
 	d, err := img.Digest()

@@ -53,6 +53,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/malocal/malocal/audit"
+	"github.com/malocal/malocal/bench/benchstat"
 	"github.com/malocal/malocal/registry"
 )
 
@@ -206,13 +207,13 @@ func run(ctx context.Context, added int64, bases []int, runs int, dockleVersion,
 	fmt.Println("| base | tool | wall (median, min–max) | wall ÷ floor | CPU | CPU ÷ floor | peak RSS |")
 	fmt.Println("|---:|---|---:|---:|---:|---:|---:|")
 	for _, m := range rows {
-		floorWall, floorCPU := median(m.floor.Wall), cpuOfMedian(m.floor)
+		floorWall, floorCPU := benchstat.Median(m.floor.Wall), cpuOfMedian(m.floor)
 		cell := func(tool, wall string, w, cpu float64, peak int64) {
 			fmt.Printf("| %d MiB | %s | %s | %.2f× | %.2f s | %.2f× | %s |\n",
 				m.baseMiB, tool, wall, w/floorWall, cpu, cpu/floorCPU, mibK(peak))
 		}
 		line := func(tool string, r result) {
-			w := median(r.Wall)
+			w := benchstat.Median(r.Wall)
 			cell(tool, fmt.Sprintf("%.2f s (%.2f–%.2f)", w, slices.Min(r.Wall), slices.Max(r.Wall)), w, cpuOfMedian(r), r.PeakKiB)
 		}
 		line("floor: gunzip + read of the added layers", m.floor)
@@ -720,15 +721,9 @@ func peakSelf() int64 {
 // resetPeak starts VmHWM again from the current RSS.
 func resetPeak() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // cpuOfMedian is the CPU time of the run with the median wall time.
 func cpuOfMedian(r result) float64 {
-	m := median(r.Wall)
+	m := benchstat.Median(r.Wall)
 	for i, w := range r.Wall {
 		if w == m {
 			return r.CPU[i]
