@@ -372,6 +372,11 @@ func sampleImage(base v1.Image, layer v1.Layer, createdBy string, labels map[str
 	if err != nil {
 		return nil, err
 	}
+	return withLabels(img, labels)
+}
+
+// withLabels returns img with labels added to its config.
+func withLabels(img v1.Image, labels map[string]string) (v1.Image, error) {
 	cf, err := img.ConfigFile()
 	if err != nil {
 		return nil, err

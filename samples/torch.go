@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -130,16 +129,7 @@ func BuildTorchImage(ctx context.Context, registry, base, image string, packages
 	// loaded under its own name by someone else has the same ID, and the
 	// engine's removal of our name, racing their load, could take their
 	// image with it.
-	bcf, err := bimg.ConfigFile()
-	if err != nil {
-		return "", err
-	}
-	bcf = bcf.DeepCopy()
-	if bcf.Config.Labels == nil {
-		bcf.Config.Labels = map[string]string{}
-	}
-	bcf.Config.Labels["org.malocal.build"] = id
-	lbase, err := mutate.ConfigFile(bimg, bcf)
+	lbase, err := withLabels(bimg, map[string]string{"org.malocal.build": id})
 	if err != nil {
 		return "", err
 	}
