@@ -31,12 +31,18 @@ func requireClient(t *testing.T, pkg string, candidates ...string) string {
 			return p
 		}
 	}
-	msg := candidates[0] + " not found: apt-get install " + pkg
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg + " (not CI, so skipping)")
+	skipOutsideCI(t, candidates[0]+" not found: apt-get install "+pkg)
 	return ""
+}
+
+// skipOutsideCI fails the test under CI (CI=true), where what it needs
+// must be there, and skips it elsewhere, saying why.
+func skipOutsideCI(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why + " (not CI, so skipping)")
 }
 
 // requireBoto3 returns the Python that has Debian's boto3 (not a separate
@@ -45,11 +51,7 @@ func requireBoto3(t *testing.T) string {
 	t.Helper()
 	py := requireClient(t, "python3-boto3", "/usr/bin/python3")
 	if err := exec.Command(py, "-c", "import boto3").Run(); err != nil {
-		msg := py + " cannot import boto3: apt-get install python3-boto3"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg + " (not CI, so skipping)")
+		skipOutsideCI(t, py+" cannot import boto3: apt-get install python3-boto3")
 	}
 	return py
 }

@@ -33,6 +33,39 @@ func TestPartSlotRoundTrip(t *testing.T) {
 	}
 }
 
+// newPlogUpload makes the bucket "plog" in b and begins an upload of key
+// there.
+func newPlogUpload(t *testing.T, b *backend, key string) gofakes3.UploadID {
+	t.Helper()
+	if err := b.CreateBucket("plog"); err != nil {
+		t.Fatal(err)
+	}
+	id, err := b.CreateMultipartUpload("plog", key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// completePlog completes the upload of key in "plog" and returns the
+// object's bytes.
+func completePlog(t *testing.T, b *backend, key string, id gofakes3.UploadID, req *gofakes3.CompleteMultipartUploadRequest) []byte {
+	t.Helper()
+	if _, _, err := b.CompleteMultipartUpload("plog", key, id, req); err != nil {
+		t.Fatalf("completing the upload of %s: %v", key, err)
+	}
+	obj, err := b.GetObject("plog", key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Contents.Close()
+	got, err := io.ReadAll(obj.Contents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // putPartsNumbered uploads each of parts as numbers from, from+1, … and returns
 // their ETags.
 func putPartsNumbered(t *testing.T, b *backend, key string, id gofakes3.UploadID, from int, parts [][]byte) []string {
@@ -54,13 +87,7 @@ func putPartsNumbered(t *testing.T, b *backend, key string, id gofakes3.UploadID
 func TestPartLogRecordsAndReplacesAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	b := openTestBackend(t, dir)
-	if err := b.CreateBucket("plog"); err != nil {
-		t.Fatal(err)
-	}
-	id, err := b.CreateMultipartUpload("plog", "obj", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := newPlogUpload(t, b, "obj")
 	parts := [][]byte{randBytes(60, 200_000), randBytes(61, 200_000), randBytes(62, 200_000), randBytes(63, 5)}
 	// Part 1030 lies in the log's second chunk.
 	etags := putPartsNumbered(t, b, "obj", id, 1, parts[:2])
@@ -94,15 +121,7 @@ func TestPartLogRecordsAndReplacesAcrossRestarts(t *testing.T) {
 		t.Fatalf("parts after re-sending part 2 and a restart: %v %+v, want part 2 %s", err, lp, etags[1])
 	}
 	req := gofakes3.CompleteMultipartUploadRequest{Parts: []gofakes3.CompletedPart{{PartNumber: 1, ETag: etags[0]}, {PartNumber: 2, ETag: etags[1]}, {PartNumber: 1030, ETag: far[0]}}}
-	if _, _, err := b.CompleteMultipartUpload("plog", "obj", id, &req); err != nil {
-		t.Fatal(err)
-	}
-	obj, err := b.GetObject("plog", "obj", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obj.Contents.Close()
-	got, _ := io.ReadAll(obj.Contents)
+	got := completePlog(t, b, "obj", id, &req)
 	if want := append(append(bytes.Clone(parts[0]), parts[2]...), parts[3]...); !bytes.Equal(got, want) {
 		t.Fatalf("object is %d bytes, md5 %x; want %d bytes, md5 %x", len(got), md5.Sum(got), len(want), md5.Sum(want))
 	}
@@ -113,13 +132,7 @@ func TestPartLogRecordsAndReplacesAcrossRestarts(t *testing.T) {
 func TestPartMarkersOfEarlierVersionsStillRead(t *testing.T) {
 	dir := t.TempDir()
 	b := openTestBackend(t, dir)
-	if err := b.CreateBucket("plog"); err != nil {
-		t.Fatal(err)
-	}
-	id, err := b.CreateMultipartUpload("plog", "old", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := newPlogUpload(t, b, "old")
 	b.close()
 	parts := [][]byte{randBytes(64, 150_000), randBytes(65, 10)}
 	updir := filepath.Join(dir, uploadsDir, string(id))
@@ -137,15 +150,7 @@ func TestPartMarkersOfEarlierVersionsStillRead(t *testing.T) {
 		req.Parts = append(req.Parts, gofakes3.CompletedPart{PartNumber: i + 1, ETag: `"` + md5hex(p) + `"`})
 	}
 	b = openTestBackend(t, dir)
-	if _, _, err := b.CompleteMultipartUpload("plog", "old", id, &req); err != nil {
-		t.Fatalf("completing an upload of an earlier version: %v", err)
-	}
-	obj, err := b.GetObject("plog", "old", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer obj.Contents.Close()
-	if got, _ := io.ReadAll(obj.Contents); !bytes.Equal(got, bytes.Join(parts, nil)) {
+	if got := completePlog(t, b, "old", id, &req); !bytes.Equal(got, bytes.Join(parts, nil)) {
 		t.Fatalf("object is %d bytes, want %d", len(got), off)
 	}
 }
