@@ -273,9 +273,6 @@ func (b *backend) forgetLayout(id gofakes3.UploadID) {
 	delete(b.layout, id)
 	delete(b.index, id)
 	b.resMu.Unlock()
-	b.allocMu.Lock()
-	delete(b.allocated, id)
-	b.allocMu.Unlock()
 }
 
 // Bounds of what allocateAhead allocates past the part that asks: at
@@ -296,18 +293,29 @@ const (
 // one part in allocAheadParts or more allocates, the others find the space
 // there.
 func (b *backend) allocateAhead(id gofakes3.UploadID, f *os.File, end int64) {
+	// The file's size is what is allocated: preallocate grows it, and
+	// parts are written only inside it.
+	size := func() (int64, error) {
+		fi, err := f.Stat()
+		if err != nil {
+			return 0, err
+		}
+		return fi.Size(), nil
+	}
+	if have, err := size(); err != nil || have >= end {
+		return
+	}
+	b.allocMu.Lock()
+	defer b.allocMu.Unlock()
+	have, err := size()
+	if err != nil || have >= end { // allocated by another part meanwhile
+		return
+	}
 	b.resMu.Lock()
 	partSize := b.layout[id]
 	b.resMu.Unlock()
-	b.allocMu.Lock()
-	defer b.allocMu.Unlock()
-	have := b.allocated[id]
-	if end <= have {
-		return
-	}
 	upTo := end + min(max(allocAheadParts*partSize, allocAheadMin), allocAheadMax)
 	preallocate(f, have, upTo-have)
-	b.allocated[id] = upTo
 }
 
 // regionWriter writes sequentially into f from off.

@@ -81,11 +81,9 @@ type backend struct {
 	layout   map[gofakes3.UploadID]int64 // part size of uploads writing parts in place
 	index    map[gofakes3.UploadID]map[int]partFile
 
-	// allocated is how much of each upload's "data" file is allocated
-	// ahead of its parts (allocateAhead); allocMu is held across the
-	// fallocate so that one part allocates for the others.
-	allocMu   sync.Mutex
-	allocated map[gofakes3.UploadID]int64
+	// allocMu is held across allocateAhead's fallocate, so that one part
+	// allocates for the others.
+	allocMu sync.Mutex
 
 	// failWrite, when set (tests only), is called before each write to a
 	// temp file; a non-nil result fails that write as a disk error would.
@@ -122,8 +120,7 @@ func openBackend(dir string, log *slog.Logger) (*backend, error) {
 	}
 	b := &backend{root: root, log: log, now: time.Now, uploadTTL: 7 * 24 * time.Hour,
 		reserved: map[gofakes3.UploadID][]region{}, layout: map[gofakes3.UploadID]int64{},
-		allocated: map[gofakes3.UploadID]int64{},
-		index:     map[gofakes3.UploadID]map[int]partFile{}}
+		index: map[gofakes3.UploadID]map[int]partFile{}}
 	// Temp files left by a crash belong to writes that were never
 	// acknowledged: drop them.
 	if err := root.RemoveAll(tmpDir); err != nil {
