@@ -183,9 +183,17 @@ func WaitText(sel, want string) chromedp.Action[chromedp.Void] {
 }
 
 // WaitJS waits until the JavaScript expression is true; the caller's
-// context bounds the wait.
+// context bounds the wait. An expression that throws counts as not yet:
+// right after a click the console may still show the old page (the form's
+// fields not there), and a poll that failed on the first such throw made a
+// test's outcome depend on whether the router had rendered before it.
 func WaitJS(expr string) chromedp.Action[chromedp.Void] {
-	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0))
+	return chromedp.Poll[chromedp.Void](waitExpr(expr), chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(0))
+}
+
+// waitExpr is expr as WaitJS polls it: true or false, never a throw.
+func waitExpr(expr string) string {
+	return "(() => { try { return !!(" + expr + "\n); } catch (e) { return false; } })()"
 }
 
 // Eval runs JavaScript in the page and returns its value.

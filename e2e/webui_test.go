@@ -341,6 +341,20 @@ func TestConsoleInChinese(t *testing.T) {
 	zh.Run("default from the browser's language", zh.Open("#/jobs"), WaitText("#nav-jobs", "训练作业"))
 }
 
+// A wait whose predicate throws until the page has rendered (a field read
+// before the form is there) waits on; it does not fail at the first throw.
+func TestWaitJSWaitsThroughAThrowingPredicate(t *testing.T) {
+	RequireChromium(t)
+	e := Start(t)
+	b := e.NewSignedOutBrowser(t, "en-US")
+	b.Run("console", b.Open("#/jobs"), WaitText("#signin", "malocal ui"))
+	b.Run("a field that comes later", chromedp.Evaluate[chromedp.Void](`setTimeout(() => {
+		const i = document.createElement('input'); i.id = 'late'; i.value = 'x'; document.body.appendChild(i); }, 500)`))
+	if err := b.RunFor(20*time.Second, WaitJS(`document.querySelector('#late').value === 'x'`)); err != nil {
+		t.Fatalf("wait for a field rendered later: %v", err)
+	}
+}
+
 // A browser that has not signed in is told how to; a used link says so.
 func TestConsoleSignedOut(t *testing.T) {
 	RequireChromium(t)
