@@ -314,8 +314,10 @@ func TestConsoleInChinese(t *testing.T) {
 		"#nav-objects":      "对象存储",
 		"#jobs-body":        "审核失败",
 	} {
-		if got := b.Text(sel); !strings.Contains(got, want) {
-			t.Errorf("%s: %q, want %q", sel, got, want)
+		// The switch renders the page anew: the labels at once, the list
+		// when its fetch returns, as a user sees it fill in.
+		if err := b.RunFor(30*time.Second, WaitText(sel, want)); err != nil {
+			t.Errorf("%s: %q after 30 s, want %q", sel, b.Text(sel), want)
 		}
 	}
 	if lang := Eval[string](b, `document.documentElement.lang`); lang != "zh-CN" {
